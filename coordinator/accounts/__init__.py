@@ -1,0 +1,1 @@
+"""Accounts: users, roles, password hashing, access and refresh tokens, sign-in rate limits."""

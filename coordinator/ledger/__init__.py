@@ -1,0 +1,1 @@
+"""The CPT token ledger: double-entry bookkeeping in integer micro-CPT. The only writer of ledger rows."""

@@ -1,0 +1,19 @@
+"""Every table, imported in one place so SQLModel's metadata (and Alembic) sees the whole schema."""
+
+from sqlmodel import SQLModel
+
+from coordinator.accounts.models import RefreshToken, User
+from coordinator.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from coordinator.nodes.models import Node
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "Node",
+    "RefreshToken",
+    "User",
+    "metadata",
+]

@@ -1,0 +1,1 @@
+"""Worker nodes: registration, node credentials, status and liveness."""

@@ -1,0 +1,1 @@
+"""gRPC servicers: transport only (parse, authenticate, call one domain function, map errors)."""

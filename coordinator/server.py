@@ -1,0 +1,260 @@
+"""Composition root for the running coordinator: builds every collaborator from one Settings object and
+serves gRPC and HTTP from one asyncio event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
+from coordinator import __version__
+from coordinator.accounts.ratelimit import LoginRateLimiter
+from coordinator.accounts.service import Accounts
+from coordinator.accounts.tokens import TokenIssuer
+from coordinator.api import admin_ledger, auth, nodes, wallet
+from coordinator.api.deps import Services
+from coordinator.api.errors import install_error_handlers
+from coordinator.clock import Clock, utcnow
+from coordinator.db import Database
+from coordinator.nodes.service import NodeRegistry
+from coordinator.rpc.node_servicer import NodeServicer
+from coordinator.rpc.token_servicer import TokenServicer
+from coordinator.rpc.user_servicer import UserServicer
+from coordinator.settings import Settings
+from shared_proto.v1 import (
+    nodes_pb2,
+    nodes_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    nodes_pb2.DESCRIPTOR.services_by_name["NodeManagerService"].full_name,
+)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the coordinator handles SIGTERM for both servers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="HiveMind coordinator",
+        version=__version__,
+        description="REST API of the HiveMind volunteer-computing coordinator. Money is integer micro-CPT.",
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (auth, wallet, nodes, admin_ledger):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+class Coordinator:
+    """One coordinator process: database, domain services, a gRPC server and an HTTP server."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        self.issuer = TokenIssuer(
+            settings.resolved_jwt_secret(), settings.access_token_ttl_s, clock
+        )
+        self.limiter = LoginRateLimiter(
+            per_user=settings.login_max_failures_per_user,
+            per_address=settings.login_max_failures_per_address,
+            window_s=settings.login_failure_window_s,
+            clock=clock,
+        )
+        self.accounts = Accounts(
+            self.db,
+            self.issuer,
+            self.limiter,
+            clock,
+            refresh_ttl_s=settings.refresh_token_ttl_s,
+            signup_grant_micro=settings.signup_grant_micro,
+        )
+        self.nodes = NodeRegistry(self.db, clock)
+        self.executor = ThreadPoolExecutor(max_workers=settings.db_threads, thread_name_prefix="db")
+        self.services = Services(
+            settings=settings,
+            db=self.db,
+            issuer=self.issuer,
+            limiter=self.limiter,
+            accounts=self.accounts,
+            clock=clock,
+            nodes=self.nodes,
+        )
+        self.app = build_app(self.services)
+        self.grpc_port = 0
+        self.http_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._http: _Uvicorn | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    def _build_grpc(self) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        base: dict[str, Any] = {"issuer": self.issuer, "executor": self.executor}
+        users_pb2_grpc.add_UserServiceServicer_to_server(
+            UserServicer(self.accounts, **base), server
+        )
+        tokens_pb2_grpc.add_TokenServiceServicer_to_server(
+            TokenServicer(self.db, self.clock, **base), server
+        )
+        nodes_pb2_grpc.add_NodeManagerServiceServicer_to_server(
+            NodeServicer(self.nodes, **base), server
+        )
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self._health = health
+        return server
+
+    async def start(self) -> None:
+        """Migrate the schema, then bind and start both servers (ports 0 pick free ones)."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.db.migrate)
+        self._grpc = self._build_grpc()
+        self.grpc_port = self._grpc.add_insecure_port(
+            f"{self.settings.host}:{self.settings.grpc_port}"
+        )
+        if self.grpc_port == 0:
+            raise OSError(
+                f"Cannot listen for gRPC on {self.settings.host}:{self.settings.grpc_port}: is it in use?"
+            )
+        await self._grpc.start()
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="off",
+        )
+        self._http = _Uvicorn(config)
+        self._http_task = asyncio.create_task(self._http.serve())
+        while not self._http.started:
+            if self._http_task.done():
+                await self._http_task  # re-raise the bind error
+                raise OSError(
+                    f"Cannot listen for HTTP on {self.settings.host}:{self.settings.http_port}: is it in use?"
+                )
+            await asyncio.sleep(0.01)
+        self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+        logger.info(
+            "coordinator started",
+            extra={
+                "grpc_port": self.grpc_port,
+                "http_port": self.http_port,
+                "db": self.db.safe_url,
+            },
+        )
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking new calls, let in-flight ones finish (up to ``grace_s``), then release everything."""
+        logger.info("coordinator stopping", extra={"grace_s": grace_s})
+        if self._grpc is not None:
+            await self._health.enter_graceful_shutdown()
+            await self._grpc.stop(grace_s)
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            await self._http_task
+        self.executor.shutdown(wait=True)
+        self.db.dispose()
+        self._stopped.set()
+        logger.info("coordinator stopped")
+
+    async def run_until_signalled(self) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down cleanly."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        await stop_requested.wait()
+        await self.stop()
+
+
+class BackgroundCoordinator:
+    """Runs a :class:`Coordinator` on its own event loop in a daemon thread, for the demo, benchmarks and
+    tests: ``with BackgroundCoordinator(settings) as c: ...`` (``c.grpc_port``, ``c.http_port``)."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.coordinator = Coordinator(settings, clock=clock)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="coordinator", daemon=True)
+        self._started = threading.Event()
+        self._failure: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.coordinator.start())
+        except BaseException as exc:  # handed to the starting thread
+            self._failure = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self, timeout_s: float = 60) -> Coordinator:
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise TimeoutError(f"the coordinator did not start within {timeout_s:.0f} s")
+        if self._failure is not None:
+            raise self._failure
+        return self.coordinator
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.coordinator.stop(grace_s), self._loop).result(60)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(60)
+        self._loop.close()
+
+    def __enter__(self) -> Coordinator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
