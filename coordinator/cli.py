@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_coordinator_flags(admin)
     admin.add_argument("--username", required=True)
-    admin.add_argument("--email", help="email address (default: <username>@localhost)")
+    admin.add_argument("--email", help="email address (default: <username>@hivemind.example)")
     demo = sub.add_parser(
         "demo",
         help="start a throwaway coordinator and walk through accounts, grants, transfers and the audit",
@@ -114,7 +114,7 @@ def _create_admin(settings: Settings, username: str, email: str | None) -> int:
     try:
         coordinator.db.migrate()
         user = coordinator.accounts.create_admin(
-            username, email or f"{username}@localhost", _read_password()
+            username, email or f"{username}@hivemind.example", _read_password()
         )
     except HiveMindError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -45,7 +45,7 @@ def run_demo(data_dir: Path) -> int:
             _step(
                 "Create an admin (as `hivemind coordinator create-admin` does) and two users over gRPC"
             )
-            coordinator.accounts.create_admin("admin", "admin@localhost", PASSWORD)
+            coordinator.accounts.create_admin("admin", "admin@hivemind.example", PASSWORD)
             for name in ("alice", "bob"):
                 reply = users.Register(
                     users_pb2.RegisterRequest(
@@ -115,9 +115,7 @@ def run_demo(data_dir: Path) -> int:
                 )
 
             _step("The ledger audit (GET /api/v1/admin/ledger/audit)")
-            audit = http.get(
-                "/api/v1/admin/ledger/audit", headers=admin_http
-            ).json()
+            audit = http.get("/api/v1/admin/ledger/audit", headers=admin_http).json()
             print(f"  {audit}")
         finally:
             channel.close()

@@ -3,17 +3,24 @@
 from sqlmodel import SQLModel
 
 from coordinator.accounts.models import RefreshToken, User
+from coordinator.jobs.models import Blob, Job, JobDependency, Lease, Task, TaskLog
 from coordinator.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from coordinator.nodes.models import Node
 
 metadata = SQLModel.metadata
 
 __all__ = [
+    "Blob",
+    "Job",
+    "JobDependency",
+    "Lease",
     "LedgerAccount",
     "LedgerEntry",
     "LedgerTransaction",
     "Node",
     "RefreshToken",
+    "Task",
+    "TaskLog",
     "User",
     "metadata",
 ]

@@ -28,18 +28,29 @@ from coordinator.api.deps import Services
 from coordinator.api.errors import install_error_handlers
 from coordinator.clock import Clock, utcnow
 from coordinator.db import Database
+from coordinator.jobs.blobs import BlobStore
 from coordinator.nodes.service import NodeRegistry
+from coordinator.rewards.pricing import PriceTable
+from coordinator.rpc.job_servicer import JobServicer
 from coordinator.rpc.node_servicer import NodeServicer
 from coordinator.rpc.token_servicer import TokenServicer
 from coordinator.rpc.user_servicer import UserServicer
+from coordinator.rpc.worker_servicer import WorkerServicer
+from coordinator.scheduling.liveness import make_liveness
+from coordinator.scheduling.service import Dispatcher
+from coordinator.scheduling.wake import make_wake
 from coordinator.settings import Settings
 from shared_proto.v1 import (
+    jobs_pb2,
+    jobs_pb2_grpc,
     nodes_pb2,
     nodes_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,7 +59,19 @@ SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     tokens_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     nodes_pb2.DESCRIPTOR.services_by_name["NodeManagerService"].full_name,
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
 )
+
+
+def price_table(settings: Settings) -> PriceTable:
+    return PriceTable(
+        cpu_micro_per_core_second=settings.price_cpu_micro_per_core_second,
+        gpu_micro_per_gpu_second=settings.price_gpu_micro_per_gpu_second,
+        memory_micro_per_gb_second=settings.price_memory_micro_per_gb_second,
+        platform_fee_bps=settings.platform_fee_bps,
+        min_task_charge_micro=settings.min_task_charge_micro,
+    )
 
 
 class _Uvicorn(uvicorn.Server):
@@ -103,6 +126,25 @@ class Coordinator:
         )
         self.nodes = NodeRegistry(self.db, clock)
         self.executor = ThreadPoolExecutor(max_workers=settings.db_threads, thread_name_prefix="db")
+        self.blobs = BlobStore(settings.data_dir / "blobs", self.db, clock)
+        self.prices = price_table(settings)
+        self.dispatcher = Dispatcher(
+            self.db,
+            self.blobs,
+            clock,
+            self.executor,
+            make_liveness(settings.redis_url),
+            make_wake(settings.redis_url),
+            prices=lambda: self.prices,
+            lease_ttl_s=settings.lease_ttl_s,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            node_ttl_s=settings.node_ttl_s,
+            max_poll_wait_s=settings.max_poll_wait_s,
+            spot_check_rate=settings.spot_check_rate,
+            max_extra_replicas=settings.max_extra_replicas,
+            max_output_bytes=settings.max_output_bytes,
+            default_max_attempts=settings.default_max_attempts,
+        )
         self.services = Services(
             settings=settings,
             db=self.db,
@@ -111,6 +153,8 @@ class Coordinator:
             accounts=self.accounts,
             clock=clock,
             nodes=self.nodes,
+            dispatcher=self.dispatcher,
+            blobs=self.blobs,
         )
         self.app = build_app(self.services)
         self.grpc_port = 0
@@ -137,6 +181,12 @@ class Coordinator:
         nodes_pb2_grpc.add_NodeManagerServiceServicer_to_server(
             NodeServicer(self.nodes, **base), server
         )
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(self.dispatcher, self.blobs, self.settings.max_input_bytes, **base), server
+        )
+        worker_pb2_grpc.add_WorkerServiceServicer_to_server(
+            WorkerServicer(self.nodes, self.dispatcher, self.blobs, **base), server
+        )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         reflection.enable_server_reflection(
@@ -153,6 +203,7 @@ class Coordinator:
     async def start(self) -> None:
         """Migrate the schema, then bind and start both servers (ports 0 pick free ones)."""
         await asyncio.get_running_loop().run_in_executor(self.executor, self.db.migrate)
+        await self.dispatcher.start()
         self._grpc = self._build_grpc()
         self.grpc_port = self._grpc.add_insecure_port(
             f"{self.settings.host}:{self.settings.grpc_port}"
@@ -200,6 +251,7 @@ class Coordinator:
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await self._http_task
+        await self.dispatcher.stop()
         self.executor.shutdown(wait=True)
         self.db.dispose()
         self._stopped.set()

@@ -15,7 +15,9 @@ from coordinator.accounts.tokens import Principal, TokenIssuer
 from coordinator.clock import Clock
 from coordinator.db import Database
 from coordinator.errors import PermissionDenied, Unauthenticated
+from coordinator.jobs.blobs import BlobStore
 from coordinator.nodes.service import NodeRegistry
+from coordinator.scheduling.service import Dispatcher
 from coordinator.settings import Settings
 
 
@@ -30,6 +32,8 @@ class Services:
     accounts: Accounts
     clock: Clock
     nodes: NodeRegistry
+    dispatcher: Dispatcher
+    blobs: BlobStore
 
 
 def get_services(request: Request) -> Services:

@@ -34,3 +34,10 @@ class Node(SQLModel, table=True):
     credential_revoked_at: datetime | None = None
     registered_at: datetime
     last_seen_at: datetime | None = None
+    # Trust (BOINC-style adaptive replication, see coordinator/verification): a streak of results that
+    # agreed with the quorum makes a node trusted; disagreement resets it and repeat offenders are quarantined.
+    valid_streak: int = 0
+    valid_results: int = 0
+    invalid_results: int = 0
+    quarantined: bool = False
+    quarantine_reason: str = Field(default="", max_length=500)

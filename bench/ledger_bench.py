@@ -1,0 +1,292 @@
+"""Ledger throughput over gRPC: transfers/s and p50/p99 latency for one and several concurrent clients,
+from one hot account and spread over many accounts, on SQLite or PostgreSQL.
+
+The coordinator runs as a subprocess (``python -m coordinator coordinator``) so that it has its own
+interpreter and GIL, as in production; this process is only the load generator. Users, wallets and
+grants are written straight into the database before the run (registering 1,000 users through argon2
+would take minutes and measure the wrong thing), and access tokens are signed with the same secret.
+
+    .venv/bin/python bench/ledger_bench.py                       # SQLite file in a temp dir
+    .venv/bin/python bench/ledger_bench.py --db postgresql+psycopg://hivemind:hivemind@127.0.0.1/hivemind_bench
+
+On PostgreSQL the run uses a fresh schema, dropped at the end. Every case is bounded by --transfers and
+--max-seconds. The audit runs at the end and its result is printed (exit status 1 if it is not clean).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import grpc
+from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlmodel import col
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coordinator.accounts.models import User  # noqa: E402
+from coordinator.accounts.tokens import TokenIssuer  # noqa: E402
+from coordinator.clock import utcnow  # noqa: E402
+from coordinator.db import Database  # noqa: E402
+from coordinator.ledger import service as ledger  # noqa: E402
+from shared_proto.v1 import tokens_pb2, tokens_pb2_grpc  # noqa: E402
+
+CPT = 1_000_000
+
+
+@dataclass
+class CaseResult:
+    name: str
+    clients: int
+    ok: int
+    refused: int
+    failed: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_schema_url(base_url: str, schema: str) -> str:
+    sep = "&" if "?" in base_url else "?"
+    return f"{base_url}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+def seed(db: Database, accounts: int, hot_micro: int, each_micro: int) -> list[tuple[int, str]]:
+    """``accounts`` users with wallets; user 0 (the hot account) gets ``hot_micro``, the others ``each_micro``."""
+    now = utcnow()
+    prefix = uuid.uuid4().hex[:6]
+    names = [f"b{prefix}{i}" for i in range(accounts)]
+    with db.write() as session:
+        session.execute(
+            insert(User),
+            [
+                {
+                    "username": n,
+                    "email": f"{n}@bench.invalid",
+                    "password_hash": "!",
+                    "role": "user",
+                    "disabled": False,
+                    "created_at": now,
+                }
+                for n in names
+            ],
+        )
+        rows = session.execute(
+            select(User.id, User.username).where(col(User.username).in_(names))
+        ).all()
+        by_name = {str(r.username): int(r.id) for r in rows}
+        users = [(by_name[n], n) for n in names]
+        for i, (user_id, _) in enumerate(users):
+            ledger.open_user_wallet(session, user_id, now=now)
+            ledger.grant(
+                session, user_id, hot_micro if i == 0 else each_micro, now=now, memo="bench"
+            )
+    return users
+
+
+async def run_case(
+    target: str,
+    name: str,
+    clients: int,
+    transfers: int,
+    max_seconds: float,
+    pick: Callable[[random.Random], tuple[int, int]],
+    users: list[tuple[int, str]],
+    tokens: dict[int, str],
+    with_keys: bool,
+) -> CaseResult:
+    latencies: list[float] = []
+    counts = {"ok": 0, "refused": 0, "failed": 0}
+    per_client = transfers // clients
+    deadline = time.perf_counter() + max_seconds
+
+    async def client(index: int) -> None:
+        rnd = random.Random(index)
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = tokens_pb2_grpc.TokenServiceStub(channel)
+            for _ in range(per_client):
+                if time.perf_counter() > deadline:
+                    return
+                src, dst = pick(rnd)
+                request = tokens_pb2.TransferRequest(
+                    recipient=users[dst][1],
+                    amount_micro=1_000 + rnd.randrange(1_000),
+                    idempotency_key=uuid.uuid4().hex if with_keys else "",
+                )
+                metadata = (("authorization", f"Bearer {tokens[users[src][0]]}"),)
+                started = time.perf_counter()
+                try:
+                    await stub.Transfer(request, metadata=metadata, timeout=30)
+                    counts["ok"] += 1
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                        counts["refused"] += 1
+                    else:
+                        counts["failed"] += 1
+                        if counts["failed"] <= 3:
+                            print(f"  {name}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    seconds = time.perf_counter() - started
+    return CaseResult(
+        name, clients, counts["ok"], counts["refused"], counts["failed"], seconds, latencies
+    )
+
+
+def wait_ready(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        proc.kill()
+        raise SystemExit(f"the coordinator did not start within {timeout_s:.0f} s") from None
+    finally:
+        channel.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", help="database URL (default: a SQLite file in a temp dir)")
+    parser.add_argument(
+        "--transfers", type=int, default=3000, help="transfers per case (default 3000)"
+    )
+    parser.add_argument(
+        "--accounts", type=int, default=1000, help="accounts for the spread cases (default 1000)"
+    )
+    parser.add_argument(
+        "--clients", default="1,8", help="comma-separated client counts (default 1,8)"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=60, help="time limit per case (default 60)"
+    )
+    parser.add_argument("--sqlite-synchronous", choices=["NORMAL", "FULL"], default="FULL")
+    parser.add_argument(
+        "--db-threads", type=int, default=8, help="coordinator DB threads (default 8)"
+    )
+    parser.add_argument(
+        "--no-keys", action="store_true", help="send transfers without idempotency keys"
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="hivemind-bench-"))
+    url = args.db or f"sqlite:///{tmp / 'bench.db'}"
+    schema = None
+    admin_engine = None
+    if make_url(url).get_backend_name() == "postgresql":
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        admin_engine = create_engine(url)
+        with admin_engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = pg_schema_url(url, schema)
+
+    secret = secrets.token_urlsafe(48)
+    grpc_port, http_port = free_port(), free_port()
+    env = os.environ | {
+        "HIVEMIND_JWT_SECRET": secret,
+        "HIVEMIND_SQLITE_SYNCHRONOUS": args.sqlite_synchronous,
+        "HIVEMIND_DB_THREADS": str(args.db_threads),
+        "HIVEMIND_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    cmd = [
+        sys.executable, "-m", "coordinator", "coordinator", "--db", url, "--data-dir", str(tmp),
+        "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-format", "text",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    target = f"127.0.0.1:{grpc_port}"
+    db = Database(url)
+    try:
+        wait_ready(target, proc)
+        users = seed(db, args.accounts, hot_micro=10**9 * CPT, each_micro=10_000 * CPT)
+        issuer = TokenIssuer(secret, 24 * 3600, utcnow)
+        tokens = {user_id: issuer.issue(user_id, name, "user") for user_id, name in users}
+
+        n = len(users)
+
+        def hot(rnd: random.Random) -> tuple[int, int]:
+            return 0, rnd.randrange(1, n)
+
+        def spread(rnd: random.Random) -> tuple[int, int]:
+            src = rnd.randrange(n)
+            return src, (src + rnd.randrange(1, n)) % n
+
+        results: list[CaseResult] = []
+        for case, pick in (("hot account", hot), ("spread", spread)):
+            for clients in (int(c) for c in args.clients.split(",")):
+                result = asyncio.run(
+                    run_case(
+                        target, case, clients, args.transfers, args.max_seconds, pick, users, tokens,
+                        not args.no_keys,
+                    )
+                )  # fmt: skip
+                results.append(result)
+                print(f"  done: {case}, {clients} client(s): {result.rate:.0f}/s", file=sys.stderr)
+
+        backend = "PostgreSQL" if schema else f"SQLite (synchronous={args.sqlite_synchronous})"
+        print(f"\nLedger transfers over gRPC on {backend}; {os.cpu_count()} CPUs; "
+              f"{'with' if not args.no_keys else 'without'} idempotency keys")  # fmt: skip
+        header = f"{'case':<12} {'clients':>7} {'ok':>6} {'refused':>7} {'failed':>6} {'seconds':>8} {'tx/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        print(header)
+        print("-" * len(header))
+        for r in results:
+            print(
+                f"{r.name:<12} {r.clients:>7} {r.ok:>6} {r.refused:>7} {r.failed:>6} {r.seconds:>8.2f} "
+                f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f}"
+            )
+        with db.read() as session:
+            problems = ledger.audit(session)
+            supply = ledger.total_supply_micro(session)
+        print(f"\naudit: {'clean' if not problems else f'{len(problems)} discrepancies'}; "
+              f"total supply {ledger.format_cpt(supply)}")  # fmt: skip
+        for p in problems[:20]:
+            print(f"  - {p}")
+        return 0 if not problems and not any(r.failed for r in results) else 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        db.dispose()
+        if admin_engine is not None:
+            with admin_engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin_engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Jobs: submission, inputs (content-addressed blobs), escrow, tasks, status, logs, results and cancel."""

@@ -1,0 +1,922 @@
+"""Ledger operations: open accounts, mint (grant), transfer between users, post any balanced transaction,
+read balances and statements, and audit the books. The transports call them through ``usecases.Ledger``.
+
+Every function here takes a ``Session`` that is already inside a write transaction (``Database.write()``)
+or a read one, and never commits: the caller's transaction is the unit of work, so a ledger posting and
+the domain change that caused it (a new user, a finished job) commit or roll back together. A refused
+request (any exception raised here) has written nothing, even if the caller goes on to commit.
+
+Concurrency. On SQLite ``Database.write()`` serializes writers, so reading a balance and then writing it is
+safe. On PostgreSQL every posting first locks the rows of the accounts it touches with one
+``SELECT ... ORDER BY id FOR NO KEY UPDATE`` (sorted, so two postings over the same accounts cannot
+deadlock), then checks balances and writes. Idempotency keys are unique per (scope, key); the transaction
+insert uses ``ON CONFLICT DO NOTHING``, so a replay - even one racing the first request on PostgreSQL -
+is detected without an error and answered with the first result.
+
+Speed. The hot paths run SQLAlchemy Core statements built once at import (statements, not engines: they
+hold no connection) on the session's connection: no ORM objects, no flush. A transfer is four
+statements: lock both wallets, insert the transaction, insert its entries, update the balances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Session
+
+from coordinator.errors import InvalidArgument, NotFound
+from coordinator.ledger.errors import BalanceLimitExceeded, IdempotencyConflict, InsufficientFunds
+from coordinator.ledger.models import (
+    FEES_ACCOUNT,
+    KIND_ESCROW,
+    KIND_FEES,
+    KIND_MINT,
+    KIND_USER,
+    MINT_ACCOUNT,
+)
+from coordinator.ledger.tables import ACCOUNTS, ENTRIES, TRANSACTIONS, USERS
+
+# The most one request may move: 10**15 micro-CPT is one billion CPT. Far above any real payment, far
+# below what a signed 64-bit column holds, so sums of a few thousand maximal postings still fit.
+MAX_AMOUNT_MICRO = 10**15
+# What a BIGINT balance column can hold; a posting that would exceed it is refused, not truncated.
+MAX_BALANCE_MICRO = 2**63 - 1
+MAX_MEMO = 200
+MAX_IDEMPOTENCY_KEY = 128
+MAX_KIND = 32
+MAX_USERNAME = 32
+MAX_ACCOUNT_NAME = 64
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+KIND_GRANT = "grant"
+KIND_TRANSFER = "transfer"
+
+KIND_GRANT = "grant"
+KIND_TRANSFER = "transfer"
+
+
+# -- results ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """A written (or, with ``replayed``, an earlier) transaction and each account's balance after it."""
+
+    transaction_id: int
+    created_at: datetime
+    balances_after: tuple[tuple[int, int], ...]  # (account id, balance after), one per entry
+    replayed: bool
+
+    def balance_after(self, account_id: int) -> int:
+        for acc, balance in self.balances_after:
+            if acc == account_id:
+                return balance
+        raise KeyError(account_id)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    transaction_id: int
+    user_id: int
+    amount_micro: int
+    new_balance_micro: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    transaction_id: int
+    sender_user_id: int
+    recipient_user_id: int
+    recipient_username: str
+    amount_micro: int
+    new_balance_micro: int  # the sender's balance right after this transfer
+    created_at: datetime
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatementRow:
+    """One line of a user's history, seen from that user's wallet."""
+
+    entry_id: int
+    transaction_id: int
+    kind: str
+    amount_micro: int  # signed: positive is money in
+    counterparty: str  # a username, or an account name such as "system:mint" or "escrow:<job>"
+    created_at: datetime
+    memo: str
+    balance_after_micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class SystemAccounts:
+    mint: int
+    fees: int
+
+
+# -- validation -------------------------------------------------------------------------------------------
+def format_cpt(micro: int) -> str:
+    """``12_500_000`` -> ``"12.5 CPT"``, ``10**15`` -> ``"1,000,000,000 CPT"``; exact, never through a float."""
+    text = format(Decimal(micro).scaleb(-6).normalize(), ",f")
+    return f"{text} CPT"
+
+
+def check_amount(amount_micro: object) -> int:
+    if isinstance(amount_micro, bool) or not isinstance(amount_micro, int):
+        raise InvalidArgument("The amount must be a whole number of micro-CPT (1 CPT = 1,000,000).")
+    if amount_micro <= 0:
+        raise InvalidArgument("Enter an amount greater than zero.")
+    if amount_micro > MAX_AMOUNT_MICRO:
+        raise InvalidArgument(
+            f"The amount is too large: at most {format_cpt(MAX_AMOUNT_MICRO)} can move in one request."
+        )
+    return amount_micro
+
+
+def check_memo(memo: str) -> str:
+    if not isinstance(memo, str):
+        raise InvalidArgument("The memo must be text.")
+    if len(memo) > MAX_MEMO:
+        raise InvalidArgument(
+            f"Shorten the memo to at most {MAX_MEMO} characters (it has {len(memo)})."
+        )
+    # PostgreSQL text cannot hold NUL, and control characters render badly in every statement view.
+    if any(ord(ch) < 32 and ch not in "\t" for ch in memo):
+        raise InvalidArgument("Remove line breaks and control characters from the memo.")
+    return memo
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(
+            "The idempotency key is empty: leave it out, or send 1 to 128 characters."
+        )
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(
+            f"Shorten the idempotency key to at most {MAX_IDEMPOTENCY_KEY} characters (a UUID is ideal)."
+        )
+    if not key.isprintable():
+        raise InvalidArgument(
+            "The idempotency key may only contain printable characters (a UUID is ideal)."
+        )
+    return key
+
+
+def check_recipient(username: str) -> str:
+    if not isinstance(username, str) or not username.strip():
+        raise InvalidArgument("Enter the recipient's username.")
+    if len(username) > MAX_USERNAME:
+        raise NotFound(f"There is no user named '{username[:40]}'. Check the recipient's username.")
+    return username
+
+
+def check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not kind or len(kind) > MAX_KIND:
+        raise InvalidArgument(
+            f"A ledger transaction kind is 1 to {MAX_KIND} characters, got {kind!r}."
+        )
+    return kind
+
+
+def fingerprint(kind: str, entries: Iterable[tuple[int, int]], memo: str) -> str:
+    """What a replay must match: the same kind, the same movements and the same memo."""
+    body = "|".join(f"{acc}:{amount}" for acc, amount in sorted(entries))
+    return hashlib.sha256(f"{kind}\x1f{body}\x1f{memo}".encode()).hexdigest()
+
+
+# -- statements, built once -------------------------------------------------------------------------------
+def _insert_ignoring_conflicts(dialect: str, table: Table, *columns: str) -> Insert:
+    """``INSERT ... ON CONFLICT (columns) DO NOTHING`` in the session's dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(columns))
+
+
+_INSERT_TX = {
+    name: _insert_ignoring_conflicts(
+        name, TRANSACTIONS, "idempotency_scope", "idempotency_key"
+    ).returning(TRANSACTIONS.c.id)
+    for name in ("postgresql", "sqlite")
+}
+_INSERT_ACCOUNT = {
+    name: _insert_ignoring_conflicts(name, ACCOUNTS, "name").returning(ACCOUNTS.c.id)
+    for name in ("postgresql", "sqlite")
+}
+_INSERT_ENTRY = insert(ENTRIES)
+_SET_BALANCE = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("account_id"))
+    .values(balance_micro=bindparam("new_balance"))
+)
+# FOR NO KEY UPDATE, not FOR UPDATE: it serializes balance writers just the same but does not block
+# other tables' foreign-key checks on these rows (which take KEY SHARE). SQLite ignores the clause.
+_LOCK_ACCOUNTS = (
+    select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance_micro)
+    .where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(ACCOUNTS.c.id)
+    .with_for_update(key_share=True)
+)
+_LOCK_TRANSFER_PARTIES = (
+    select(ACCOUNTS.c.id, ACCOUNTS.c.user_id, ACCOUNTS.c.balance_micro)
+    .where(
+        ACCOUNTS.c.user_id.in_(
+            [
+                bindparam("sender"),
+                select(USERS.c.id)
+                .where(USERS.c.username == bindparam("recipient"))
+                .scalar_subquery(),
+            ]
+        )
+    )
+    .order_by(ACCOUNTS.c.id)
+    .with_for_update(key_share=True)
+)
+_FIND_REPLAY = (
+    select(
+        TRANSACTIONS.c.id,
+        TRANSACTIONS.c.request_fingerprint,
+        TRANSACTIONS.c.created_at,
+        ENTRIES.c.account_id,
+        ENTRIES.c.balance_after_micro,
+    )
+    .join(ENTRIES, ENTRIES.c.transaction_id == TRANSACTIONS.c.id)
+    .where(
+        TRANSACTIONS.c.idempotency_scope == bindparam("scope"),
+        TRANSACTIONS.c.idempotency_key == bindparam("key"),
+    )
+    .order_by(ENTRIES.c.id)
+)
+_WALLET_OF = select(ACCOUNTS.c.id).where(ACCOUNTS.c.user_id == bindparam("user_id"))
+_ACCOUNT_NAMED = select(ACCOUNTS.c.id).where(ACCOUNTS.c.name == bindparam("name"))
+_USER_NAMED = select(USERS.c.id).where(USERS.c.username == bindparam("username"))
+USER_EXISTS = select(USERS.c.id).where(USERS.c.id == bindparam("user_id"))
+
+
+def _dialect(conn: Connection) -> str:
+    return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+
+
+# -- account ids ------------------------------------------------------------------------------------------
+# System account ids never change once committed, so they are cached per engine (a Database owns its
+# engines; a test's fresh database gets a fresh engine, hence a fresh cache entry).
+_system_ids: weakref.WeakKeyDictionary[Engine, SystemAccounts] = weakref.WeakKeyDictionary()
+_system_ids_lock = threading.Lock()
+
+
+def _engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def _ensure_account(
+    conn: Connection, name: str, kind: str, *, now: datetime, user_id: int | None = None
+) -> tuple[int, bool]:
+    """The id of account ``name``, creating it if missing; and whether it existed before this call.
+
+    Race-safe on both databases: a concurrent creator makes our insert a no-op (PostgreSQL waits for it to
+    commit), and the select that follows sees its row."""
+    created = conn.execute(
+        _INSERT_ACCOUNT[_dialect(conn)],
+        {"name": name, "kind": kind, "user_id": user_id, "balance_micro": 0, "created_at": now},
+    ).scalar()
+    if created is not None:
+        return int(created), False
+    existing = conn.execute(_ACCOUNT_NAMED, {"name": name}).scalar()
+    if (
+        existing is None
+    ):  # pragma: no cover - a conflict on a row we cannot see: only if it was deleted
+        raise NotFound(f"The ledger account '{name}' could not be created or found.")
+    return int(existing), True
+
+
+def system_accounts(session: Session, *, now: datetime) -> SystemAccounts:
+    """The ids of the mint and fees accounts, created on first use."""
+    engine = _engine_of(session)
+    cached = _system_ids.get(engine)
+    if cached is not None:
+        return cached
+    conn = session.connection()
+    mint, mint_existed = _ensure_account(conn, MINT_ACCOUNT, KIND_MINT, now=now)
+    fees, fees_existed = _ensure_account(conn, FEES_ACCOUNT, KIND_FEES, now=now)
+    ids = SystemAccounts(mint=mint, fees=fees)
+    # Only cache rows that were committed before: ones we just inserted vanish if our caller rolls back.
+    if mint_existed and fees_existed:
+        with _system_ids_lock:
+            _system_ids[engine] = ids
+    return ids
+
+
+def _forget_system_accounts(session: Session) -> None:
+    with _system_ids_lock:
+        _system_ids.pop(_engine_of(session), None)
+
+
+def open_user_wallet(session: Session, user_id: int, *, now: datetime) -> int:
+    """Create the wallet of user ``user_id`` (idempotent) and return its account id."""
+    system_accounts(session, now=now)
+    account_id, _ = _ensure_account(
+        session.connection(), f"user:{user_id}", KIND_USER, now=now, user_id=user_id
+    )
+    return account_id
+
+
+def open_escrow_account(session: Session, job_id: str, *, now: datetime) -> int:
+    """Create the escrow account of job ``job_id`` (idempotent) and return its id."""
+    name = f"escrow:{job_id}"
+    if not job_id or len(name) > MAX_ACCOUNT_NAME:
+        raise InvalidArgument(
+            f"A job id for an escrow account is 1 to {MAX_ACCOUNT_NAME - 7} characters."
+        )
+    system_accounts(session, now=now)
+    account_id, _ = _ensure_account(session.connection(), name, KIND_ESCROW, now=now)
+    return account_id
+
+
+def wallet_id(session: Session, user_id: int) -> int | None:
+    """The wallet account id of ``user_id``, or None if the user has none."""
+    found = session.connection().execute(_WALLET_OF, {"user_id": user_id}).scalar()
+    return None if found is None else int(found)
+
+
+def account_id(session: Session, name: str) -> int | None:
+    found = session.connection().execute(_ACCOUNT_NAMED, {"name": name}).scalar()
+    return None if found is None else int(found)
+
+
+def user_id_by_username(session: Session, username: str) -> int:
+    found = session.connection().execute(_USER_NAMED, {"username": username}).scalar()
+    if found is None:
+        raise NotFound(f"There is no user named '{username[:40]}'. Check the username.")
+    return int(found)
+
+
+def _wallet_or_open(session: Session, user_id: int, *, now: datetime) -> int:
+    existing = wallet_id(session, user_id)
+    if existing is not None:
+        return existing
+    if session.connection().execute(USER_EXISTS, {"user_id": user_id}).scalar() is None:
+        raise NotFound(f"There is no user with id {user_id}.")
+    return open_user_wallet(session, user_id, now=now)
+
+
+# -- the posting core -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Idempotency:
+    """A request's idempotency key, its scope, and the fingerprint a replay must match."""
+
+    scope: str
+    key: str
+    fingerprint: str
+
+
+def _idempotency(
+    scope: str, key: str | None, kind: str, entries: Sequence[tuple[int, int]], memo: str
+) -> _Idempotency | None:
+    return None if key is None else _Idempotency(scope, key, fingerprint(kind, entries, memo))
+
+
+def _find_replay(conn: Connection, idem: _Idempotency) -> Posting | None:
+    rows = conn.execute(_FIND_REPLAY, {"scope": idem.scope, "key": idem.key}).all()
+    if not rows:
+        return None
+    if rows[0].request_fingerprint != idem.fingerprint:
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different request. Use a new key for a new "
+            "request, or resend the original request unchanged to get its result."
+        )
+    return Posting(
+        transaction_id=int(rows[0].id),
+        created_at=rows[0].created_at,
+        balances_after=tuple((int(r.account_id), int(r.balance_after_micro)) for r in rows),
+        replayed=True,
+    )
+
+
+def _write(
+    conn: Connection,
+    *,
+    kind: str,
+    entries: Sequence[tuple[int, int]],
+    balances: dict[int, tuple[str, int]],
+    now: datetime,
+    memo: str,
+    idem: _Idempotency | None,
+    initiator_user_id: int | None,
+) -> Posting:
+    """Write one balanced transaction on accounts already locked; ``balances`` maps id -> (kind, balance).
+
+    A replay of ``idem`` returns the first posting and writes nothing. It is looked up only when needed:
+    before refusing for lack of funds (a replay must succeed even after the money is spent), and when
+    the transaction insert hits the unique (scope, key) - so the common case costs no extra statement."""
+    new_balances: list[tuple[int, int]] = []
+    for acc, amount in entries:
+        acc_kind, balance = balances[acc]
+        after = balance + amount
+        if after < 0 and acc_kind != KIND_MINT:
+            replay = _find_replay(conn, idem) if idem is not None else None
+            if replay is not None:
+                return replay
+            raise InsufficientFunds(
+                f"Insufficient funds: the account holds {format_cpt(balance)} and this needs "
+                f"{format_cpt(-amount)}.",
+                account_id=acc,
+                balance_micro=balance,
+                needed_micro=-amount,
+            )
+        if not -MAX_BALANCE_MICRO <= after <= MAX_BALANCE_MICRO:
+            raise BalanceLimitExceeded(
+                "This payment would take an account past the largest balance the ledger can hold. "
+                "Send a smaller amount."
+            )
+        new_balances.append((acc, after))
+    tx_id = conn.execute(
+        _INSERT_TX[_dialect(conn)],
+        {
+            "kind": kind,
+            "initiator_user_id": initiator_user_id,
+            "idempotency_scope": None if idem is None else idem.scope,
+            "idempotency_key": None if idem is None else idem.key,
+            "request_fingerprint": None if idem is None else idem.fingerprint,
+            "memo": memo,
+            "created_at": now,
+        },
+    ).scalar()
+    if tx_id is None:
+        # ON CONFLICT DO NOTHING: this key was used before (or by a concurrent request that committed
+        # while we waited on PostgreSQL). Nothing was written; answer with the first result.
+        assert idem is not None
+        replay = _find_replay(conn, idem)
+        assert replay is not None, (
+            "a conflicting idempotency key must be visible after the conflict"
+        )
+        return replay
+    conn.execute(
+        _INSERT_ENTRY,
+        [
+            {
+                "transaction_id": tx_id,
+                "account_id": acc,
+                "amount_micro": amount,
+                "balance_after_micro": after,
+                "created_at": now,
+            }
+            for (acc, amount), (_, after) in zip(entries, new_balances, strict=True)
+        ],
+    )
+    conn.execute(
+        _SET_BALANCE, [{"account_id": acc, "new_balance": after} for acc, after in new_balances]
+    )
+    return Posting(
+        transaction_id=int(tx_id),
+        created_at=now,
+        balances_after=tuple(new_balances),
+        replayed=False,
+    )
+
+
+def _lock(conn: Connection, account_ids: Iterable[int]) -> dict[int, tuple[str, int]]:
+    rows = conn.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
+    return {int(r.id): (str(r.kind), int(r.balance_micro)) for r in rows}
+
+
+def _check_entries(entries: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    checked = [(int(acc), int(amount)) for acc, amount in entries]
+    if len(checked) < 2:
+        raise InvalidArgument("A ledger transaction needs at least two entries.")
+    if len({acc for acc, _ in checked}) != len(checked):
+        raise InvalidArgument("A ledger transaction may name each account only once.")
+    if any(amount == 0 or abs(amount) > MAX_BALANCE_MICRO for _, amount in checked):
+        raise InvalidArgument("Every ledger entry moves a non-zero amount that fits in 64 bits.")
+    if sum(amount for _, amount in checked) != 0:
+        raise InvalidArgument("A ledger transaction's entries must sum to zero.")
+    return checked
+
+
+def post(
+    session: Session,
+    kind: str,
+    entries: Sequence[tuple[int, int]],
+    *,
+    now: datetime,
+    memo: str = "",
+    idempotency_scope: str | None = None,
+    idempotency_key: str | None = None,
+    initiator_user_id: int | None = None,
+) -> Posting:
+    """Post one balanced transaction: ``entries`` are (account id, signed micro-CPT) and sum to zero.
+
+    Locks the accounts, refuses to take any non-mint account below zero (``InsufficientFunds``), writes
+    the transaction, its entries and the new cached balances. With an idempotency key (unique within
+    ``idempotency_scope``, default ``"ledger"``) a replay returns the first posting and writes nothing;
+    the same key with other entries or memo raises ``IdempotencyConflict``. This is the primitive that
+    jobs use to hold, release and pay escrow.
+    """
+    kind = check_kind(kind)
+    checked = _check_entries(entries)
+    memo = check_memo(memo)
+    key = check_idempotency_key(idempotency_key)
+    if idempotency_scope is not None and not 0 < len(idempotency_scope) <= MAX_ACCOUNT_NAME:
+        raise InvalidArgument(f"An idempotency scope is 1 to {MAX_ACCOUNT_NAME} characters.")
+    conn = session.connection()
+    balances = _lock(conn, (acc for acc, _ in checked))
+    missing = [acc for acc, _ in checked if acc not in balances]
+    if missing:
+        raise NotFound(f"Ledger account(s) {missing} do not exist.")
+    return _write(
+        conn,
+        kind=kind,
+        entries=checked,
+        balances=balances,
+        now=now,
+        memo=memo,
+        idem=_idempotency(idempotency_scope or "ledger", key, kind, checked, memo),
+        initiator_user_id=initiator_user_id,
+    )
+
+
+# -- grants and transfers ---------------------------------------------------------------------------------
+def grant(
+    session: Session,
+    user_id: int,
+    amount_micro: int,
+    *,
+    kind: str = KIND_GRANT,
+    idempotency_key: str | None = None,
+    memo: str = "",
+    now: datetime,
+    initiator_user_id: int | None = None,
+) -> GrantResult:
+    """Mint ``amount_micro`` into the wallet of ``user_id`` (opening the wallet if needed).
+
+    Idempotency keys of grants share one scope, the mint's, whoever initiates them."""
+    amount = check_amount(amount_micro)
+    kind = check_kind(kind)
+    memo = check_memo(memo)
+    key = check_idempotency_key(idempotency_key)
+    wallet = _wallet_or_open(session, user_id, now=now)
+    mint = system_accounts(session, now=now).mint
+    conn = session.connection()
+    balances = _lock(conn, (mint, wallet))
+    if mint not in balances:
+        # The cached id belongs to a database that was reset under this engine: look it up afresh.
+        _forget_system_accounts(session)
+        mint = system_accounts(session, now=now).mint
+        balances = _lock(conn, (mint, wallet))
+    entries = [(mint, -amount), (wallet, amount)]
+    posting = _write(
+        conn,
+        kind=kind,
+        entries=entries,
+        balances=balances,
+        now=now,
+        memo=memo,
+        idem=_idempotency(MINT_ACCOUNT, key, kind, entries, memo),
+        initiator_user_id=initiator_user_id,
+    )
+    return GrantResult(
+        transaction_id=posting.transaction_id,
+        user_id=user_id,
+        amount_micro=amount,
+        new_balance_micro=posting.balance_after(wallet),
+        replayed=posting.replayed,
+    )
+
+
+def _lock_transfer_parties(
+    session: Session,
+    conn: Connection,
+    sender_user_id: int,
+    recipient_username: str,
+    *,
+    now: datetime,
+) -> tuple[tuple[int, int], tuple[int, int, int]]:
+    """Lock both wallets; returns ((sender account, sender balance), (recipient account, balance, user id)).
+
+    The common case is one statement. Anything unusual (unknown recipient, sending to oneself, a user
+    without a wallet) falls to a slower path that explains or repairs it."""
+    for _attempt in range(2):
+        sender: tuple[int, int] | None = None
+        recipient: tuple[int, int, int] | None = None
+        for row in conn.execute(
+            _LOCK_TRANSFER_PARTIES, {"sender": sender_user_id, "recipient": recipient_username}
+        ):
+            if row.user_id == sender_user_id:
+                sender = (int(row.id), int(row.balance_micro))
+            else:
+                recipient = (int(row.id), int(row.balance_micro), int(row.user_id))
+        if sender is not None and recipient is not None:
+            return sender, recipient
+        recipient_user_id = conn.execute(_USER_NAMED, {"username": recipient_username}).scalar()
+        if recipient_user_id is None:
+            raise NotFound(
+                f"There is no user named '{recipient_username}'. Check the recipient's username."
+            )
+        if recipient_user_id == sender_user_id:
+            raise InvalidArgument("You cannot send CPT to yourself. Choose another recipient.")
+        # A user without a wallet (created outside accounts.register): open it, then lock again.
+        if sender is None:
+            _wallet_or_open(session, sender_user_id, now=now)
+        if recipient is None:
+            _wallet_or_open(session, int(recipient_user_id), now=now)
+    raise NotFound(
+        "The wallets for this transfer could not be found. Try again."
+    )  # pragma: no cover
+
+
+def transfer(
+    session: Session,
+    sender_user_id: int,
+    recipient_username: str,
+    amount_micro: int,
+    *,
+    idempotency_key: str | None = None,
+    memo: str = "",
+    now: datetime,
+) -> TransferResult:
+    """Move ``amount_micro`` from the wallet of ``sender_user_id`` to the wallet of ``recipient_username``.
+
+    Checks, in order: the fields; the recipient exists and is not the sender; a replay of the same
+    idempotency key (scope: the sender) returns the original result; the sender holds enough.
+    The common case is four statements: lock both wallets, insert the transaction, its two entries,
+    and the two new balances."""
+    amount = check_amount(amount_micro)
+    recipient_username = check_recipient(recipient_username)
+    memo = check_memo(memo)
+    key = check_idempotency_key(idempotency_key)
+    conn = session.connection()
+    (sender_acc, sender_balance), (recipient_acc, recipient_balance, recipient_user_id) = (
+        _lock_transfer_parties(session, conn, sender_user_id, recipient_username, now=now)
+    )
+    entries = [(sender_acc, -amount), (recipient_acc, amount)]
+    try:
+        posting = _write(
+            conn,
+            kind=KIND_TRANSFER,
+            entries=entries,
+            balances={
+                sender_acc: (KIND_USER, sender_balance),
+                recipient_acc: (KIND_USER, recipient_balance),
+            },
+            now=now,
+            memo=memo,
+            idem=_idempotency(f"user:{sender_user_id}", key, KIND_TRANSFER, entries, memo),
+            initiator_user_id=sender_user_id,
+        )
+    except InsufficientFunds as exc:
+        raise InsufficientFunds(
+            f"Insufficient funds: your balance is {format_cpt(sender_balance)} and this transfer "
+            f"needs {format_cpt(amount)}. Send a smaller amount.",
+            account_id=sender_acc,
+            balance_micro=sender_balance,
+            needed_micro=amount,
+        ) from exc
+    return TransferResult(
+        transaction_id=posting.transaction_id,
+        sender_user_id=sender_user_id,
+        recipient_user_id=recipient_user_id,
+        recipient_username=recipient_username,
+        amount_micro=amount,
+        new_balance_micro=posting.balance_after(sender_acc),
+        created_at=posting.created_at,
+        replayed=posting.replayed,
+    )
+
+
+# -- reading ----------------------------------------------------------------------------------------------
+_BALANCE_OF = select(ACCOUNTS.c.balance_micro).where(ACCOUNTS.c.user_id == bindparam("user_id"))
+
+
+def get_balance(session: Session, user_id: int) -> int:
+    """The balance of ``user_id``'s wallet in micro-CPT (0 for a user without a wallet yet)."""
+    conn = session.connection()
+    balance = conn.execute(_BALANCE_OF, {"user_id": user_id}).scalar()
+    if balance is not None:
+        return int(balance)
+    if conn.execute(USER_EXISTS, {"user_id": user_id}).scalar() is None:
+        raise NotFound(f"There is no user with id {user_id}.")
+    return 0
+
+
+# Entry ids are the cursor. Their column may be 32-bit (PostgreSQL INTEGER): a larger token cannot be
+# one we issued, and sending it to the database would fail there rather than here.
+_MAX_ENTRY_ID = 2**63 - 1 if isinstance(ENTRIES.c.id.type, BigInteger) else 2**31 - 1
+
+
+def _parse_page_token(page_token: str | None) -> int | None:
+    if not page_token:
+        return None
+    if not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 19):
+        raise InvalidArgument("The page token is not valid. Start again from the first page.")
+    before = int(page_token)
+    if not 0 < before <= _MAX_ENTRY_ID:
+        raise InvalidArgument("The page token is not valid. Start again from the first page.")
+    return before
+
+
+_FIRST_PAGE = (
+    select(
+        ENTRIES.c.id,
+        ENTRIES.c.transaction_id,
+        ENTRIES.c.amount_micro,
+        ENTRIES.c.balance_after_micro,
+        ENTRIES.c.created_at,
+        TRANSACTIONS.c.kind,
+        TRANSACTIONS.c.memo,
+    )
+    .join(TRANSACTIONS, TRANSACTIONS.c.id == ENTRIES.c.transaction_id)
+    .where(ENTRIES.c.account_id == bindparam("account_id"))
+    .order_by(ENTRIES.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_NEXT_PAGE = _FIRST_PAGE.where(ENTRIES.c.id < bindparam("before"))
+_OTHER_SIDES = (
+    select(
+        ENTRIES.c.transaction_id,
+        ENTRIES.c.amount_micro,
+        ACCOUNTS.c.name,
+        ACCOUNTS.c.kind,
+        USERS.c.username,
+    )
+    .join(ACCOUNTS, ACCOUNTS.c.id == ENTRIES.c.account_id)
+    .outerjoin(USERS, USERS.c.id == ACCOUNTS.c.user_id)
+    .where(
+        ENTRIES.c.transaction_id.in_(bindparam("tx_ids", expanding=True)),
+        ENTRIES.c.account_id != bindparam("account_id"),
+    )
+)
+
+
+def list_transactions(
+    session: Session,
+    user_id: int,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    page_token: str | None = None,
+) -> tuple[list[StatementRow], str]:
+    """A page of ``user_id``'s history, newest first, and the token of the next page ("" at the end).
+
+    The counterparty of a line is the account on the other side that moved the most (a transfer has one
+    other side; an escrow payout may also pay fees)."""
+    if (
+        isinstance(page_size, bool)
+        or not isinstance(page_size, int)
+        or not 1 <= page_size <= MAX_PAGE_SIZE
+    ):
+        raise InvalidArgument(f"Choose a page size from 1 to {MAX_PAGE_SIZE}.")
+    before = _parse_page_token(page_token)
+    conn = session.connection()
+    wallet = wallet_id(session, user_id)
+    if wallet is None:
+        get_balance(session, user_id)  # raises NotFound for an unknown user
+        return [], ""
+    params = {"account_id": wallet, "limit": page_size + 1}
+    if before is None:
+        rows = conn.execute(_FIRST_PAGE, params).all()
+    else:
+        rows = conn.execute(_NEXT_PAGE, params | {"before": before}).all()
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    counterparty: dict[int, tuple[int, str]] = {}
+    if rows:
+        for other in conn.execute(
+            _OTHER_SIDES,
+            {"tx_ids": sorted({int(r.transaction_id) for r in rows}), "account_id": wallet},
+        ):
+            name = other.username if other.kind == KIND_USER and other.username else other.name
+            size = abs(int(other.amount_micro))
+            tx = int(other.transaction_id)
+            if tx not in counterparty or size > counterparty[tx][0]:
+                counterparty[tx] = (size, str(name))
+    page = [
+        StatementRow(
+            entry_id=int(r.id),
+            transaction_id=int(r.transaction_id),
+            kind=str(r.kind),
+            amount_micro=int(r.amount_micro),
+            counterparty=counterparty.get(int(r.transaction_id), (0, ""))[1],
+            created_at=r.created_at,
+            memo=str(r.memo),
+            balance_after_micro=int(r.balance_after_micro),
+        )
+        for r in rows
+    ]
+    return page, (str(page[-1].entry_id) if more and page else "")
+
+
+# -- audit ------------------------------------------------------------------------------------------------
+def audit(session: Session) -> list[str]:
+    """Check the books; returns one sentence per discrepancy (empty when everything adds up).
+
+    Checks: every transaction has entries summing to zero; every cached balance equals the sum of its
+    entries, and every entry's ``balance_after_micro`` equals the running sum; no account but the mint
+    is negative; and everything minted (minus the mint's balance) equals the sum of all other balances."""
+    conn = session.connection()
+    problems: list[str] = []
+    entry_sum = func.coalesce(func.sum(ENTRIES.c.amount_micro), 0)
+    for tx_id, total, count in conn.execute(
+        select(TRANSACTIONS.c.id, entry_sum, func.count(ENTRIES.c.id))
+        .select_from(TRANSACTIONS.outerjoin(ENTRIES, ENTRIES.c.transaction_id == TRANSACTIONS.c.id))
+        .group_by(TRANSACTIONS.c.id)
+        .having((entry_sum != 0) | (func.count(ENTRIES.c.id) < 2))
+        .order_by(TRANSACTIONS.c.id)
+    ):
+        if count < 2:
+            problems.append(
+                f"Transaction {tx_id} has {count} entries; every transaction needs at least two."
+            )
+        else:
+            problems.append(
+                f"Transaction {tx_id}'s entries sum to {total} micro-CPT instead of zero."
+            )
+    for name, cached, summed in conn.execute(
+        select(ACCOUNTS.c.name, ACCOUNTS.c.balance_micro, entry_sum)
+        .select_from(ACCOUNTS.outerjoin(ENTRIES, ENTRIES.c.account_id == ACCOUNTS.c.id))
+        .group_by(ACCOUNTS.c.id, ACCOUNTS.c.name, ACCOUNTS.c.balance_micro)
+        .having(ACCOUNTS.c.balance_micro != entry_sum)
+        .order_by(ACCOUNTS.c.id)
+    ):
+        problems.append(
+            f"Account {name} caches a balance of {cached} micro-CPT but its entries sum to {summed}."
+        )
+    running = (
+        func.sum(ENTRIES.c.amount_micro)
+        .over(partition_by=ENTRIES.c.account_id, order_by=ENTRIES.c.id)
+        .label("running")
+    )
+    chain = select(
+        ENTRIES.c.id, ENTRIES.c.account_id, ENTRIES.c.balance_after_micro, running
+    ).subquery()
+    for entry_id, acc, after, expected in conn.execute(
+        select(chain.c.id, chain.c.account_id, chain.c.balance_after_micro, chain.c.running)
+        .where(chain.c.balance_after_micro != chain.c.running)
+        .order_by(chain.c.id)
+        .limit(100)
+    ):
+        problems.append(
+            f"Entry {entry_id} on account {acc} records a balance after of {after} micro-CPT, "
+            f"but the entries up to it sum to {expected}."
+        )
+    for name, kind, balance in conn.execute(
+        select(ACCOUNTS.c.name, ACCOUNTS.c.kind, ACCOUNTS.c.balance_micro)
+        .where(
+            ((ACCOUNTS.c.kind != KIND_MINT) & (ACCOUNTS.c.balance_micro < 0))
+            | ((ACCOUNTS.c.kind == KIND_MINT) & (ACCOUNTS.c.balance_micro > 0))
+        )
+        .order_by(ACCOUNTS.c.id)
+    ):
+        if kind == KIND_MINT:
+            problems.append(
+                f"The mint account {name} has a positive balance of {balance} micro-CPT."
+            )
+        else:
+            problems.append(f"Account {name} is negative: {balance} micro-CPT.")
+    minted = conn.execute(
+        select(func.coalesce(-func.sum(ACCOUNTS.c.balance_micro), literal(0))).where(
+            ACCOUNTS.c.kind == KIND_MINT
+        )
+    ).scalar_one()
+    held = conn.execute(
+        select(func.coalesce(func.sum(ACCOUNTS.c.balance_micro), literal(0))).where(
+            ACCOUNTS.c.kind != KIND_MINT
+        )
+    ).scalar_one()
+    if int(minted) != int(held):
+        problems.append(
+            f"Total minted is {format_cpt(int(minted))} but all other accounts together hold {format_cpt(int(held))}."
+        )
+    return problems
+
+
+def total_supply_micro(session: Session) -> int:
+    """Everything ever minted: minus the mint's balance."""
+    minted = (
+        session.connection()
+        .execute(
+            select(func.coalesce(-func.sum(ACCOUNTS.c.balance_micro), literal(0))).where(
+                ACCOUNTS.c.kind == KIND_MINT
+            )
+        )
+        .scalar_one()
+    )
+    return int(minted)

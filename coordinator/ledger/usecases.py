@@ -1,0 +1,122 @@
+"""The ledger's use cases as the transports call them (gRPC and REST alike): each method is one
+transaction of its own, and the rules about who may see or mint what live here, not in the transports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from coordinator.accounts.tokens import Principal
+from coordinator.clock import Clock
+from coordinator.db import Database
+from coordinator.errors import PermissionDenied
+from coordinator.ledger.service import (
+    DEFAULT_PAGE_SIZE,
+    GrantResult,
+    StatementRow,
+    TransferResult,
+    audit,
+    get_balance,
+    grant,
+    list_transactions,
+    transfer,
+    user_id_by_username,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    user_id: int
+    username: str
+    balance_micro: int
+
+
+class Ledger:
+    """The ledger's use cases as the transports see them: each method is one transaction of its own.
+
+    Blocking (run it off the event loop). gRPC and REST call the same methods, so the rules about who may
+    see whose balance live here, not in the transports."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    def transfer(
+        self,
+        sender_user_id: int,
+        recipient_username: str,
+        amount_micro: int,
+        *,
+        idempotency_key: str | None = None,
+        memo: str = "",
+    ) -> TransferResult:
+        with self.db.write() as session:
+            return transfer(
+                session,
+                sender_user_id,
+                recipient_username,
+                amount_micro,
+                idempotency_key=idempotency_key,
+                memo=memo,
+                now=self.clock(),
+            )
+
+    def grant(
+        self,
+        admin: Principal,
+        username: str,
+        amount_micro: int,
+        *,
+        idempotency_key: str | None = None,
+        memo: str = "",
+    ) -> GrantResult:
+        """An administrator mints CPT into ``username``'s wallet."""
+        if not admin.is_admin:
+            raise PermissionDenied("Only an administrator can grant CPT.")
+        with self.db.write() as session:
+            return grant(
+                session,
+                user_id_by_username(session, username),
+                amount_micro,
+                idempotency_key=idempotency_key,
+                memo=memo,
+                now=self.clock(),
+                initiator_user_id=admin.user_id,
+            )
+
+    def balance(self, caller: Principal, username: str = "") -> Balance:
+        """The caller's balance, or (administrators only) the balance of ``username``."""
+        with self.db.read() as session:
+            user_id, name = _subject(session, caller, username, what="balance")
+            return Balance(
+                user_id=user_id, username=name, balance_micro=get_balance(session, user_id)
+            )
+
+    def statement(
+        self,
+        caller: Principal,
+        *,
+        username: str = "",
+        page_size: int = DEFAULT_PAGE_SIZE,
+        page_token: str = "",
+    ) -> tuple[list[StatementRow], str]:
+        """A page of the caller's history (or, administrators only, of ``username``'s)."""
+        with self.db.read() as session:
+            user_id, _ = _subject(session, caller, username, what="history")
+            return list_transactions(session, user_id, page_size, page_token or None)
+
+    def audit(self) -> list[str]:
+        with self.db.read() as session:
+            return audit(session)
+
+
+def _subject(session: Session, caller: Principal, username: str, *, what: str) -> tuple[int, str]:
+    """Whose data a request names: the caller's own unless an administrator names someone else."""
+    if not username or username == caller.username:
+        return caller.user_id, caller.username
+    if not caller.is_admin:
+        raise PermissionDenied(
+            f"Only an administrator can see another user's {what}. Leave the username empty to see yours."
+        )
+    return user_id_by_username(session, username), username

@@ -1,0 +1,228 @@
+"""WorkerService over gRPC: what a registered node does with its credential. Transport only; the
+dispatcher (coordinator/scheduling/service.py) holds the behaviour."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from coordinator.clock import to_unix
+from coordinator.errors import HiveMindError, InvalidArgument, Unauthenticated
+from coordinator.jobs.blobs import BlobStore, check_sha256
+from coordinator.jobs.spec import check_relative_path
+from coordinator.nodes.models import Node
+from coordinator.nodes.service import NodeRegistry
+from coordinator.rpc.common import RpcBase, abort_with, bearer_token
+from coordinator.rpc.files import receive_blob, send_blob
+from coordinator.scheduling.service import (
+    Dispatcher,
+    LeaseGrant,
+    PollRequest,
+    ReportedResult,
+    ReportedUsage,
+)
+from shared_proto.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+# How long an authenticated node credential is trusted without asking the database again. Revoking a
+# credential therefore takes effect within this many seconds on an already-connected worker.
+NODE_AUTH_CACHE_S = 5.0
+MAX_REPORT_BATCH = 256
+MAX_LOG_BATCH = 1000
+
+
+class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(
+        self, registry: NodeRegistry, dispatcher: Dispatcher, blobs: BlobStore, **base: Any
+    ) -> None:
+        super().__init__(**base)
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.blobs = blobs
+        self._auth_cache: dict[str, tuple[float, Node]] = {}
+
+    async def node(self, context: Context) -> Node:
+        credential = bearer_token(context)
+        now = time.monotonic()
+        cached = self._auth_cache.get(credential)
+        if cached is not None and now - cached[0] < NODE_AUTH_CACHE_S:
+            return cached[1]
+        if not credential:
+            await abort_with(
+                context,
+                Unauthenticated(
+                    "This call needs the node credential (authorization: Bearer hmn_...)."
+                ),
+            )
+        node = await self.call(context, self.registry.authenticate, credential)
+        if len(self._auth_cache) > 100_000:
+            self._auth_cache.clear()
+        self._auth_cache[credential] = (now, node)
+        return node
+
+    async def _guard(self, context: Context, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except HiveMindError as exc:
+            await abort_with(context, exc)
+
+    async def PollTasks(
+        self, request: worker_pb2.PollTasksRequest, context: Context
+    ) -> worker_pb2.PollTasksResponse:
+        node = await self.node(context)
+        req = PollRequest(
+            max_tasks=request.max_tasks or 1,
+            free_cpu_cores=request.free_cpu_cores,
+            free_memory_gb=request.free_memory_gb,
+            free_gpus=request.free_gpus,
+            wait_s=request.wait_s,
+            docker_available=request.docker_available,
+            allow_network=request.allow_network,
+        )
+        grants = await self._guard(context, self.dispatcher.poll(node, req))
+        return worker_pb2.PollTasksResponse(
+            leases=[_lease_pb(g) for g in grants],
+            heartbeat_interval_s=self.dispatcher.heartbeat_interval_s,
+        )
+
+    async def Heartbeat(
+        self, request: worker_pb2.HeartbeatRequest, context: Context
+    ) -> worker_pb2.HeartbeatResponse:
+        node = await self.node(context)
+        usage = {
+            "cpu_usage_percent": request.cpu_usage_percent,
+            "memory_usage_percent": request.memory_usage_percent,
+            "gpu_usage_percent": request.gpu_usage_percent,
+        }
+        cancelled, unknown, deadline = await self._guard(
+            context, self.dispatcher.heartbeat(node, list(request.lease_ids), usage, request.status)
+        )
+        return worker_pb2.HeartbeatResponse(
+            cancelled_lease_ids=cancelled,
+            unknown_lease_ids=unknown,
+            deadline_ms=int(deadline.timestamp() * 1000),
+        )
+
+    async def AppendLogs(
+        self, request: worker_pb2.AppendLogsRequest, context: Context
+    ) -> worker_pb2.AppendLogsResponse:
+        node = await self.node(context)
+        if len(request.lines) > MAX_LOG_BATCH:
+            await abort_with(
+                context, InvalidArgument(f"Send at most {MAX_LOG_BATCH} log lines per call.")
+            )
+        lines = [(line.lease_id, line.stream, line.text) for line in request.lines]
+        accepted = await self._guard(context, self.dispatcher.append_logs(node, lines))
+        return worker_pb2.AppendLogsResponse(accepted=accepted)
+
+    async def UploadOutput(
+        self, request_iterator: AsyncIterator[jobs_pb2.FileChunk], context: Context
+    ) -> jobs_pb2.UploadInputResponse:
+        node = await self.node(context)
+        iterator = request_iterator.__aiter__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            await abort_with(
+                context, InvalidArgument("The upload was empty: send at least one chunk.")
+            )
+        try:
+            if first.path != "@stdout":
+                check_relative_path(first.path, "output path")
+        except HiveMindError as exc:
+            await abort_with(context, exc)
+        await self.call(context, self.dispatcher.lease_for_node, node, first.lease_id)
+
+        async def chunks() -> AsyncIterator[jobs_pb2.FileChunk]:
+            yield first
+            async for chunk in iterator:
+                yield chunk
+
+        stored, _ = await self._guard(
+            context,
+            receive_blob(
+                chunks(), self.blobs, self.executor, max_size=self.dispatcher.max_output_bytes
+            ),
+        )
+        return jobs_pb2.UploadInputResponse(
+            success=True,
+            sha256=stored.sha256,
+            size=stored.size,
+            already_present=stored.already_present,
+        )
+
+    async def DownloadInput(
+        self, request: worker_pb2.DownloadInputRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.FileChunk]:
+        node = await self.node(context)
+        try:
+            check_sha256(request.sha256)
+        except HiveMindError as exc:
+            await abort_with(context, exc)
+        await self.call(
+            context, self.dispatcher.input_allowed, node, request.lease_id, request.sha256
+        )
+        try:
+            async for chunk in send_blob(self.blobs, request.sha256, self.executor):
+                yield chunk
+        except HiveMindError as exc:
+            await abort_with(context, exc)
+
+    async def ReportResults(
+        self, request: worker_pb2.ReportResultsRequest, context: Context
+    ) -> worker_pb2.ReportResultsResponse:
+        node = await self.node(context)
+        if len(request.results) > MAX_REPORT_BATCH:
+            await abort_with(
+                context, InvalidArgument(f"Report at most {MAX_REPORT_BATCH} results per call.")
+            )
+        results = []
+        for r in request.results:
+            if any(o.size < 0 for o in r.outputs) or r.usage.peak_memory_bytes < 0:
+                await abort_with(
+                    context, InvalidArgument("Sizes and memory figures cannot be negative.")
+                )
+            results.append(
+                ReportedResult(
+                    lease_id=r.lease_id,
+                    status=r.status,
+                    exit_code=r.exit_code,
+                    stdout_sha256=r.stdout_sha256,
+                    outputs=tuple((o.path, o.sha256, o.size) for o in r.outputs),
+                    usage=ReportedUsage(
+                        r.usage.cpu_seconds,
+                        r.usage.peak_memory_bytes,
+                        r.usage.wall_seconds,
+                        r.usage.gpu_seconds,
+                    ),
+                    reason=r.reason,
+                )
+            )
+        outcomes = await self._guard(context, self.dispatcher.report(node, results))
+        return worker_pb2.ReportResultsResponse(
+            outcomes=[
+                worker_pb2.ReportOutcome(lease_id=o.lease_id, outcome=o.outcome, reason=o.reason)
+                for o in outcomes
+            ]
+        )
+
+
+def _lease_pb(g: LeaseGrant) -> worker_pb2.Lease:
+    return worker_pb2.Lease(
+        lease_id=g.lease_id,
+        task_id=g.task_id,
+        job_id=g.job_id,
+        image=g.image,
+        command=g.command,
+        env=g.env,
+        inputs=[worker_pb2.LeaseInput(path=i.path, sha256=i.sha256, size=i.size) for i in g.inputs],
+        output_paths=g.output_paths,
+        resources=jobs_pb2.Resources(**g.resources),
+        timeout_s=g.timeout_s,
+        network_access=g.network_access,
+        deadline_ms=to_unix(g.deadline) * 1000,
+        max_output_bytes=g.max_output_bytes,
+    )

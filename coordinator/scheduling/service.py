@@ -1,0 +1,1015 @@
+"""The dispatcher: performs the scheduling core's decisions and keeps it fed.
+
+The pure :class:`~coordinator.scheduling.core.Scheduler` lives on the event loop thread and is only touched
+there. Everything that reads or writes the database runs on the DB thread pool, and its outcome comes back
+to the loop as core events. The database is the record: after a restart the core is rebuilt from the queued
+tasks and active leases (:meth:`Dispatcher.start`), so no job and no ledger entry is lost.
+
+A worker's report is one write transaction per batch: the leases' results, the verifier's verdict, the
+payments (escrow → worker wallet and platform fees, through the ledger), trust updates, the job's end and
+its refund, and the release of dependent jobs. Duplicate and late reports change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import insert, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from coordinator.accounts.tokens import Principal
+from coordinator.clock import Clock
+from coordinator.db import Database
+from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from coordinator.jobs import service as jobs
+from coordinator.jobs.blobs import BlobStore
+from coordinator.jobs.models import (
+    JOB_CANCELLED,
+    JOB_FAILED,
+    JOB_FINAL,
+    JOB_QUEUED,
+    JOB_RUNNING,
+    LEASE_ACTIVE,
+    LEASE_CANCELLED,
+    LEASE_EXPIRED,
+    LEASE_FAILED,
+    LEASE_INVALID,
+    LEASE_REPORTED,
+    LEASE_VALID,
+    TASK_ACCEPTED,
+    TASK_FAILED,
+    TASK_FINAL,
+    TASK_QUEUED,
+    TASK_RUNNING,
+    Blob,
+    Job,
+    Lease,
+    Task,
+    TaskLog,
+)
+from coordinator.jobs.spec import JobSpec
+from coordinator.ledger import service as ledger
+from coordinator.nodes.models import Node
+from coordinator.rewards import pricing
+from coordinator.scheduling import core
+from coordinator.scheduling.liveness import LivenessStore
+from coordinator.scheduling.wake import WakeBus
+from coordinator.verification import core as verification
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WORK_TOPIC = "work"
+# Statuses a worker reports that are a comparable result of the task itself (deterministic for the job).
+RESULT_STATUSES = frozenset({"succeeded", "failed", "timeout", "oom", "output_too_large"})
+# Statuses that say the node could not run it (Docker missing, image missing, crash): retry elsewhere.
+RUN_ERROR_STATUSES = frozenset({"error"})
+MAX_LOG_BYTES_PER_TASK = 1024 * 1024
+NODE_SEEN_WRITE_EVERY = timedelta(seconds=15)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInput:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    job_id: str
+    owner_id: int
+    spec: JobSpec
+    inputs: tuple[LeaseInput, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    task_id: str
+    job_id: str
+    index: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """What a worker receives for one lease (the servicer turns it into the protobuf message)."""
+
+    lease_id: str
+    task_id: str
+    job_id: str
+    image: str
+    command: list[str]
+    env: dict[str, str]
+    inputs: tuple[LeaseInput, ...]
+    output_paths: list[str]
+    resources: dict[str, Any]
+    timeout_s: int
+    network_access: bool
+    deadline: datetime
+    max_output_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PollRequest:
+    max_tasks: int
+    free_cpu_cores: float
+    free_memory_gb: float
+    free_gpus: int
+    wait_s: float
+    docker_available: bool
+    allow_network: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedUsage:
+    cpu_seconds: float
+    peak_memory_bytes: int
+    wall_seconds: float
+    gpu_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedResult:
+    lease_id: str
+    status: str
+    exit_code: int
+    stdout_sha256: str
+    outputs: tuple[tuple[str, str, int], ...]  # (path, sha256, size)
+    usage: ReportedUsage
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    lease_id: str
+    outcome: str  # accepted, duplicate, late, rejected
+    reason: str = ""
+
+
+@dataclass
+class _Effects:
+    """What a database transaction decided that the in-memory core must now hear about."""
+
+    events: list[core.Event] = field(default_factory=list)
+    queued_jobs: list[tuple[JobInfo, list[TaskInfo], list[core.TaskEntry]]] = field(
+        default_factory=list
+    )
+    wake: bool = False
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        clock: Clock,
+        executor: ThreadPoolExecutor,
+        liveness: LivenessStore,
+        wake: WakeBus,
+        *,
+        prices: Callable[[], pricing.PriceTable],
+        lease_ttl_s: float,
+        heartbeat_interval_s: int,
+        node_ttl_s: float,
+        max_poll_wait_s: float,
+        spot_check_rate: float,
+        max_extra_replicas: int,
+        max_output_bytes: int,
+        default_max_attempts: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.clock = clock
+        self.executor = executor
+        self.liveness = liveness
+        self.wake = wake
+        self.prices = prices
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.node_ttl = timedelta(seconds=node_ttl_s)
+        self.max_poll_wait_s = max_poll_wait_s
+        self.max_extra_replicas = max_extra_replicas
+        self.max_output_bytes = max_output_bytes
+        self.default_max_attempts = default_max_attempts
+        self.core = core.Scheduler(
+            lease_ttl=timedelta(seconds=lease_ttl_s),
+            new_id=lambda: str(uuid.uuid4()),
+            rng=rng,
+            spot_check_rate=spot_check_rate,
+        )
+        self.jobs: dict[str, JobInfo] = {}
+        self.tasks: dict[str, TaskInfo] = {}
+        # leases the worker must be told to stop, per node (job cancelled, task decided elsewhere)
+        self.cancelled: dict[str, set[str]] = {}
+        self._node_seen_written: dict[str, datetime] = {}
+        self._tick_task: asyncio.Task[None] | None = None
+        self.counters = {
+            "leases_granted": 0,
+            "leases_expired": 0,
+            "tasks_accepted": 0,
+            "tasks_failed": 0,
+        }
+
+    # -- plumbing --------------------------------------------------------------------------------------
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _apply(self, effects: _Effects) -> None:
+        """Feed a transaction's outcome to the core (on the loop thread)."""
+        now = self.clock()
+        for job, tasks, entries in effects.queued_jobs:
+            self.jobs[job.job_id] = job
+            for info in tasks:
+                self.tasks[info.task_id] = info
+            for entry in entries:
+                self.core.handle(core.TaskQueued(entry), now)
+            effects.wake = effects.wake or bool(entries)
+        for event in effects.events:
+            self._route(self.core.handle(event, now))
+        if effects.wake:
+            asyncio.get_running_loop().create_task(self.wake.publish(WORK_TOPIC))
+
+    def _route(self, decisions: Sequence[core.Decision]) -> None:
+        """Decisions that need no database write right away (cancellations are told via heartbeats)."""
+        for d in decisions:
+            if isinstance(d, core.CancelLease):
+                self.cancelled.setdefault(d.node_id, set()).add(d.lease_id)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self, tick_s: float = 1.0) -> None:
+        effects, leases, reported = await self._db(self._load)
+        self._apply(effects)
+        # Live workers renew within a lease TTL of the restart; the others expire and their tasks requeue.
+        deadline = self.clock() + self.core.lease_ttl
+        for lease_id, task_id, node_id, owner_id in leases:
+            self.core.restore_lease(lease_id, task_id, node_id, owner_id, deadline)
+        for task_id, node_id, owner_id in reported:
+            self.core.restore_holder(task_id, node_id, owner_id)
+        logger.info(
+            "dispatcher loaded",
+            extra={"queued_replicas": self.core.queued_replicas(), "leases": len(leases)},
+        )
+        await self.wake.start()
+        self._tick_task = asyncio.create_task(self._ticker(tick_s))
+
+    async def stop(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        await self.wake.close()
+        await self.liveness.close()
+
+    def _load(self) -> tuple[_Effects, list[tuple[str, str, str, int]], list[tuple[str, str, int]]]:
+        effects = _Effects()
+        with self.db.read() as session:
+            open_jobs = session.exec(
+                select(Job).where(col(Job.state).in_((JOB_QUEUED, JOB_RUNNING)))
+            ).all()
+            for job in open_jobs:
+                info = self._job_info(session, job)
+                if info is None:
+                    continue
+                tasks = session.exec(
+                    select(Task).where(
+                        Task.job_id == job.id, col(Task.state).in_((TASK_QUEUED, TASK_RUNNING))
+                    )
+                ).all()
+                held: dict[str, int] = {}
+                for task_id, _lease_id in session.exec(
+                    select(Lease.task_id, Lease.id).where(
+                        Lease.job_id == job.id, col(Lease.state).in_((LEASE_ACTIVE, LEASE_REPORTED))
+                    )
+                ).all():
+                    held[task_id] = held.get(task_id, 0) + 1
+                infos = [TaskInfo(t.id, job.id, t.index, t.params) for t in tasks]
+                entries = [
+                    self._entry(job, info.spec, t, pending=t.replicas_needed - held.get(t.id, 0))
+                    for t in tasks
+                ]
+                effects.queued_jobs.append((info, infos, entries))
+            rows = session.execute(
+                sa_select(
+                    col(Lease.id),
+                    col(Lease.task_id),
+                    col(Lease.node_id),
+                    col(Lease.node_owner_id),
+                    col(Lease.state),
+                ).where(
+                    col(Lease.state).in_((LEASE_ACTIVE, LEASE_REPORTED)),
+                    col(Lease.job_id).in_([j.id for j in open_jobs]),
+                )
+            ).all()
+        active = [(r[0], r[1], r[2], int(r[3])) for r in rows if r[4] == LEASE_ACTIVE]
+        reported = [(r[1], r[2], int(r[3])) for r in rows if r[4] == LEASE_REPORTED]
+        return effects, active, reported
+
+    async def _ticker(self, tick_s: float) -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                await self.tick()
+            except Exception:  # keep ticking; the next tick retries what failed
+                logger.exception("dispatcher tick failed")
+
+    # -- helpers shared by transactions ---------------------------------------------------------------
+    def _job_info(self, session: Session, job: Job) -> JobInfo | None:
+        spec = JobSpec.from_stored(job.spec)
+        inputs: list[LeaseInput] = []
+        for item in spec.inputs:
+            if item.sha256:
+                blob = session.get(Blob, item.sha256)
+                if blob is None:
+                    return None
+                inputs.append(LeaseInput(item.path, item.sha256, blob.size))
+            else:
+                found = jobs.parent_output(session, item.from_job_id, item.from_output)
+                if found is None:
+                    return None
+                inputs.append(LeaseInput(item.path, found[0], found[1]))
+        return JobInfo(job.id, job.owner_id, spec, tuple(inputs))
+
+    def _entry(self, job: Job, spec: JobSpec, task: Task, *, pending: int) -> core.TaskEntry:
+        r = spec.resources
+        return core.TaskEntry(
+            task_id=task.id,
+            job_id=job.id,
+            submitter_id=job.owner_id,
+            priority=job.priority,
+            req=core.Requirements(
+                r.cpu_cores,
+                r.memory_gb,
+                r.gpu_count,
+                r.gpu_memory_gb,
+                r.gpu_name,
+                spec.network_access,
+            ),
+            pending=max(0, pending),
+            quorum=task.quorum,
+            max_attempts=spec.max_attempts,
+            attempts=task.attempts,
+            adaptive=spec.replicas == 1,
+        )
+
+    def _queue_job(self, session: Session, job: Job, effects: _Effects) -> None:
+        info = self._job_info(session, job)
+        if info is None:
+            raise NotFound(f"An input of job {job.id} is missing.")
+        tasks = jobs.tasks_of(session, job.id)
+        effects.queued_jobs.append(
+            (
+                info,
+                [TaskInfo(t.id, job.id, t.index, t.params) for t in tasks],
+                [self._entry(job, info.spec, t, pending=t.replicas_needed) for t in tasks],
+            )
+        )
+
+    def _after_job_final(
+        self, session: Session, job: Job, effects: _Effects, now: datetime
+    ) -> None:
+        """Release or fail the jobs that waited on ``job``."""
+        ready, doomed = jobs.dependents_ready(session, job.id)
+        for child in ready:
+            jobs.mark_queued(session, child)
+            self._queue_job(session, child, effects)
+        for child in doomed:
+            jobs.cancel_tasks(
+                session,
+                child,
+                now=now,
+                state=TASK_FAILED,
+                reason="A job it depends on did not complete.",
+            )
+            jobs.close_job(
+                session,
+                child,
+                JOB_FAILED,
+                now=now,
+                reason=f"The job it depends on ({job.id}) {job.state}.",
+            )
+            self._after_job_final(session, child, effects, now)
+
+    # -- submitters ------------------------------------------------------------------------------------
+    async def submit(
+        self, principal: Principal, raw_spec: dict[str, Any], idempotency_key: str | None
+    ) -> jobs.Submitted:
+        def work() -> tuple[jobs.Submitted, _Effects]:
+            effects = _Effects()
+            with self.db.write() as session:
+                submitted = jobs.submit(
+                    session,
+                    principal,
+                    raw_spec,
+                    prices=self.prices(),
+                    now=self.clock(),
+                    default_max_attempts=self.default_max_attempts,
+                    idempotency_key=idempotency_key,
+                )
+                if not submitted.replayed and submitted.job.state == JOB_QUEUED:
+                    self._queue_job(session, submitted.job, effects)
+            return submitted, effects
+
+        submitted, effects = await self._db(work)
+        self._apply(effects)
+        return submitted
+
+    async def cancel(self, principal: Principal, job_id: str) -> int:
+        def work() -> tuple[int, _Effects]:
+            effects = _Effects()
+            now = self.clock()
+            with self.db.write() as session:
+                job = jobs.get_job(session, job_id, principal)
+                if job.state in JOB_FINAL:
+                    raise FailedPrecondition(
+                        f"The job has already {job.state}; there is nothing to cancel."
+                    )
+                jobs.cancel_tasks(session, job, now=now)
+                session.execute(
+                    update(Lease)
+                    .where(
+                        col(Lease.job_id) == job.id,
+                        col(Lease.state).in_((LEASE_ACTIVE, LEASE_REPORTED)),
+                    )
+                    .values(state=LEASE_CANCELLED, reason="The job was cancelled.")
+                )
+                refund = jobs.close_job(
+                    session, job, JOB_CANCELLED, now=now, reason="Cancelled by its owner."
+                )
+                self._after_job_final(session, job, effects, now)
+            effects.events.append(core.JobCancelled(job_id))
+            return refund, effects
+
+        refund, effects = await self._db(work)
+        self._apply(effects)
+        return refund
+
+    # -- workers ---------------------------------------------------------------------------------------
+    def _offer(self, node: Node, req: PollRequest) -> core.NodeOffer:
+        return core.NodeOffer(
+            node_id=node.id,
+            owner_id=node.owner_id,
+            cpu_cores=max(0.0, min(req.free_cpu_cores or node.cpu_cores, float(node.cpu_cores))),
+            memory_gb=max(0.0, min(req.free_memory_gb or node.memory_gb, node.memory_gb)),
+            gpus=max(0, req.free_gpus),
+            gpu_memory_gb=node.gpu_memory_gb,
+            gpu_name=node.gpu_name,
+            docker=req.docker_available,
+            allow_network=req.allow_network,
+            trusted=node.valid_streak >= verification.TRUST_STREAK and not node.quarantined,
+            quarantined=node.quarantined,
+            max_tasks=max(0, min(req.max_tasks, 64)),
+        )
+
+    async def poll(self, node: Node, req: PollRequest) -> list[LeaseGrant]:
+        """Lease up to ``req.max_tasks`` tasks that fit, waiting up to ``req.wait_s`` for some to appear."""
+        loop = asyncio.get_running_loop()
+        wait_until = loop.time() + max(0.0, min(req.wait_s, self.max_poll_wait_s))
+        offer = self._offer(node, req)
+        await self.liveness.touch(node.id, self.clock())
+        while True:
+            now = self.clock()
+            grants = [
+                d for d in self.core.handle(core.Poll(offer), now) if isinstance(d, core.Grant)
+            ]
+            if grants:
+                self.counters["leases_granted"] += len(grants)
+                await self._db(self._persist_grants, node, grants, now)
+                return [self._lease_grant(g) for g in grants]
+            remaining = wait_until - loop.time()
+            if remaining <= 0:
+                return []
+            await self.wake.wait(WORK_TOPIC, remaining)
+
+    def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
+        with self.db.write() as session:
+            session.execute(
+                insert(Lease),
+                [
+                    {
+                        "id": g.lease_id,
+                        "task_id": g.task_id,
+                        "job_id": self.tasks[g.task_id].job_id,
+                        "node_id": node.id,
+                        "node_owner_id": node.owner_id,
+                        "state": LEASE_ACTIVE,
+                        "deadline": g.deadline,
+                        "created_at": now,
+                        "status": "",
+                        "outputs": [],
+                        "usage": {},
+                        "charged_micro": 0,
+                        "paid_micro": 0,
+                        "reason": "",
+                    }
+                    for g in grants
+                ],
+            )
+            task_ids = [g.task_id for g in grants]
+            session.execute(
+                update(Task)
+                .where(col(Task.id).in_(task_ids), col(Task.state) == TASK_QUEUED)
+                .values(state=TASK_RUNNING)
+            )
+            raised = [g.task_id for g in grants if g.quorum is not None]
+            if raised:  # adaptive replication added a cross-check replica
+                session.execute(
+                    update(Task)
+                    .where(col(Task.id).in_(raised))
+                    .values(quorum=2, replicas_needed=col(Task.replicas_needed) + 1)
+                )
+            job_ids = {self.tasks[t].job_id for t in task_ids}
+            session.execute(
+                update(Job)
+                .where(col(Job.id).in_(job_ids), col(Job.state) == JOB_QUEUED)
+                .values(state=JOB_RUNNING)
+            )
+
+    def _lease_grant(self, grant: core.Grant) -> LeaseGrant:
+        task = self.tasks[grant.task_id]
+        job = self.jobs[task.job_id]
+        spec = job.spec
+        env = dict(spec.env)
+        env.update(task.params.get("env", {}))
+        env["HIVEMIND_TASK_INDEX"] = str(task.index)
+        env["HIVEMIND_JOB_ID"] = job.job_id
+        r = spec.resources
+        return LeaseGrant(
+            lease_id=grant.lease_id,
+            task_id=task.task_id,
+            job_id=job.job_id,
+            image=spec.image,
+            command=list(spec.command) + list(task.params.get("args", [])),
+            env=env,
+            inputs=job.inputs,
+            output_paths=list(spec.output_paths),
+            resources={
+                "cpu_cores": r.cpu_cores,
+                "memory_gb": r.memory_gb,
+                "gpu_count": r.gpu_count,
+                "gpu_memory_gb": r.gpu_memory_gb,
+                "disk_gb": r.disk_gb,
+                "gpu_name": r.gpu_name,
+            },
+            timeout_s=spec.timeout_s,
+            network_access=spec.network_access,
+            deadline=grant.deadline,
+            max_output_bytes=self.max_output_bytes,
+        )
+
+    async def heartbeat(
+        self, node: Node, lease_ids: Sequence[str], usage: dict[str, float], status: str
+    ) -> tuple[list[str], list[str], datetime]:
+        """Renew the node's leases. Returns (cancelled, unknown, new deadline)."""
+        now = self.clock()
+        await self.liveness.touch(node.id, now)
+        decisions = self.core.handle(core.Renew(node.id, tuple(lease_ids)), now)
+        told = self.cancelled.pop(node.id, set())
+        cancelled = sorted(told)
+        unknown = [
+            d.lease_id
+            for d in decisions
+            if isinstance(d, core.UnknownLease) and d.lease_id not in told
+        ]
+        last = self._node_seen_written.get(node.id)
+        if last is None or now - last >= NODE_SEEN_WRITE_EVERY:
+            self._node_seen_written[node.id] = now
+            await self._db(self._write_node_seen, node.id, now, usage, status)
+        return cancelled, unknown, now + self.core.lease_ttl
+
+    def _write_node_seen(
+        self, node_id: str, now: datetime, usage: dict[str, float], status: str
+    ) -> None:
+        values: dict[str, Any] = {"last_seen_at": now}
+        if status in ("idle", "busy", "paused"):
+            values["status"] = status
+        for key in ("cpu_usage_percent", "memory_usage_percent", "gpu_usage_percent"):
+            value = usage.get(key)
+            if value is not None and 0 <= value <= 100:
+                values[key] = value
+        with self.db.write() as session:
+            session.execute(update(Node).where(col(Node.id) == node_id).values(**values))
+
+    async def tick(self) -> None:
+        """Expire leases past their deadline and those of nodes silent past their TTL."""
+        now = self.clock()
+        decisions = self.core.handle(core.Tick(), now)
+        holding = [n for n, leases in self.core.node_leases.items() if leases]
+        if holding:
+            silent = await self.liveness.silent_since(holding, now - self.node_ttl)
+            for node_id in silent:
+                decisions += self.core.handle(core.NodeLost(node_id), now)
+        if not decisions:
+            return
+        expired = [d for d in decisions if isinstance(d, core.Expire)]
+        failed = [d for d in decisions if isinstance(d, core.FailTask)]
+        self._route(decisions)
+        self.counters["leases_expired"] += len(expired)
+        effects = await self._db(self._persist_expiry, expired, failed, now)
+        self._apply(effects)
+        if expired:
+            await self.wake.publish(WORK_TOPIC)
+
+    def _persist_expiry(
+        self, expired: list[core.Expire], failed: list[core.FailTask], now: datetime
+    ) -> _Effects:
+        effects = _Effects()
+        with self.db.write() as session:
+            for d in expired:
+                session.execute(
+                    update(Lease)
+                    .where(col(Lease.id) == d.lease_id, col(Lease.state) == LEASE_ACTIVE)
+                    .values(state=LEASE_EXPIRED, reason="No heartbeat before the lease deadline.")
+                )
+                session.execute(
+                    update(Task)
+                    .where(col(Task.id) == d.task_id, col(Task.state).not_in(TASK_FINAL))
+                    .values(attempts=col(Task.attempts) + 1, state=TASK_QUEUED)
+                )
+            self._fail_tasks(session, [(d.task_id, d.reason) for d in failed], effects, now)
+        return effects
+
+    def _fail_tasks(
+        self, session: Session, failures: list[tuple[str, str]], effects: _Effects, now: datetime
+    ) -> None:
+        for task_id, reason in failures:
+            task = session.get(Task, task_id, with_for_update=True)
+            if task is None or task.state in TASK_FINAL:
+                continue
+            task.state = TASK_FAILED
+            task.failure_reason = reason[:500]
+            task.finished_at = now
+            session.add(task)
+            self.counters["tasks_failed"] += 1
+            job = session.get(Job, task.job_id, with_for_update=True)
+            assert job is not None
+            job.tasks_failed += 1
+            if not job.failure_reason:
+                job.failure_reason = f"Task {task.index}: {reason}"[:500]
+            session.add(job)
+            session.flush()
+            if jobs.finish_if_done(session, job, now=now):
+                self._after_job_final(session, job, effects, now)
+
+    # -- results ---------------------------------------------------------------------------------------
+    async def report(self, node: Node, results: Sequence[ReportedResult]) -> list[Outcome]:
+        outcomes, effects = await self._db(self._record_results, node, list(results))
+        self._apply(effects)
+        return outcomes
+
+    def _record_results(
+        self, node: Node, results: list[ReportedResult]
+    ) -> tuple[list[Outcome], _Effects]:
+        effects = _Effects()
+        outcomes: list[Outcome] = []
+        now = self.clock()
+        with self.db.write() as session:
+            leases: dict[str, Lease] = {}
+            for result in results:  # all-or-nothing ownership check before anything is written
+                lease = (
+                    session.get(Lease, result.lease_id, with_for_update=True)
+                    if result.lease_id
+                    else None
+                )
+                if lease is None or lease.node_id != node.id:
+                    raise PermissionDenied(
+                        f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
+                    )
+                leases[result.lease_id] = lease
+            for result in results:
+                outcomes.append(
+                    self._record_one(session, node, leases[result.lease_id], result, effects, now)
+                )
+        return outcomes, effects
+
+    def _record_one(
+        self,
+        session: Session,
+        node: Node,
+        lease: Lease,
+        result: ReportedResult,
+        effects: _Effects,
+        now: datetime,
+    ) -> Outcome:
+        if lease.state != LEASE_ACTIVE:
+            kind = (
+                "duplicate"
+                if lease.state in (LEASE_REPORTED, LEASE_VALID, LEASE_INVALID)
+                else "late"
+            )
+            return Outcome(
+                lease.id, kind, f"This lease was already {lease.state}; nothing changed."
+            )
+        task = session.get(Task, lease.task_id, with_for_update=True)
+        job = session.get(Job, lease.job_id, with_for_update=True)
+        assert task is not None and job is not None
+        if task.state in TASK_FINAL:
+            lease.state = LEASE_CANCELLED
+            session.add(lease)
+            return Outcome(
+                lease.id, "late", "The task was already decided; this result is not needed."
+            )
+        lease.reported_at = now
+        lease.status = result.status[:24]
+        lease.reason = result.reason[:500]
+        if result.status in RUN_ERROR_STATUSES or result.status not in RESULT_STATUSES:
+            lease.state = LEASE_FAILED
+            session.add(lease)
+            task.state = TASK_QUEUED if task.state == TASK_RUNNING else task.state
+            session.add(task)
+            effects.events.append(
+                core.LeaseFailed(lease.id, result.reason or "The node could not run the task.")
+            )
+            effects.wake = True
+            return Outcome(
+                lease.id, "accepted", "Recorded as a failed run; the task will be retried."
+            )
+
+        spec = JobSpec.from_stored(job.spec)
+        problem = self._check_outputs(session, spec, result)
+        if problem:
+            lease.state = LEASE_FAILED
+            lease.reason = problem[:500]
+            session.add(lease)
+            effects.events.append(core.LeaseFailed(lease.id, problem))
+            effects.wake = True
+            return Outcome(lease.id, "rejected", problem)
+
+        r = spec.resources
+        checked = pricing.checked_usage(
+            pricing.Usage(
+                result.usage.cpu_seconds,
+                result.usage.peak_memory_bytes,
+                result.usage.wall_seconds,
+                result.usage.gpu_seconds,
+            ),
+            observed_seconds=(now - lease.created_at).total_seconds(),
+            cpu_cores=r.cpu_cores,
+            memory_gb=r.memory_gb,
+            gpu_count=r.gpu_count,
+        )
+        lease.state = LEASE_REPORTED
+        lease.exit_code = result.exit_code
+        lease.stdout_sha256 = result.stdout_sha256
+        lease.outputs = [{"path": p, "sha256": s, "size": n} for p, s, n in result.outputs]
+        lease.result_hash = verification.result_hash(
+            result.exit_code,
+            result.stdout_sha256,
+            [(p, s) for p, s, _ in result.outputs],
+            status=result.status,
+        )
+        lease.usage = {
+            "claimed": {
+                "cpu_seconds": result.usage.cpu_seconds,
+                "peak_memory_bytes": result.usage.peak_memory_bytes,
+                "wall_seconds": result.usage.wall_seconds,
+                "gpu_seconds": result.usage.gpu_seconds,
+            },
+            "checked": {
+                "cpu_seconds": checked.cpu_seconds,
+                "peak_memory_bytes": checked.peak_memory_bytes,
+                "wall_seconds": checked.wall_seconds,
+                "gpu_seconds": checked.gpu_seconds,
+            },
+        }
+        session.add(lease)
+        session.flush()
+        effects.events.append(core.LeaseReported(lease.id))
+        self._verify(session, job, task, spec, effects, now)
+        return Outcome(lease.id, "accepted")
+
+    def _check_outputs(self, session: Session, spec: JobSpec, result: ReportedResult) -> str:
+        shas = {result.stdout_sha256} | {s for _, s, _ in result.outputs}
+        for sha in shas:
+            blob = session.get(Blob, sha) if sha else None
+            if blob is None:
+                return "The report names a file that was never uploaded (stdout or an output); it is not accepted."
+        declared = spec.output_paths
+        for path, sha, size in result.outputs:
+            if not any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared):
+                return f"The report names an output '{path[:80]}' that the job did not ask for."
+            blob = session.get(Blob, sha)
+            if blob is not None and blob.size != size:
+                return f"The output '{path[:80]}' was reported with the wrong size."
+        return ""
+
+    def _verify(
+        self,
+        session: Session,
+        job: Job,
+        task: Task,
+        spec: JobSpec,
+        effects: _Effects,
+        now: datetime,
+    ) -> None:
+        leases = session.exec(select(Lease).where(Lease.task_id == task.id)).all()
+        reported = [x for x in leases if x.state == LEASE_REPORTED]
+        running = sum(1 for x in leases if x.state == LEASE_ACTIVE)
+        max_replicas = max(spec.replicas, task.quorum) + self.max_extra_replicas
+        verdict = verification.decide(
+            [verification.Reported(x.id, x.node_id, x.result_hash or "") for x in reported],
+            quorum=task.quorum,
+            running=running,
+            max_replicas=max_replicas,
+        )
+        match verdict:
+            case verification.Wait():
+                return
+            case verification.NeedMore(count):
+                task.replicas_needed += count
+                session.add(task)
+                effects.events.append(core.MoreReplicas(task.id, count))
+                effects.wake = True
+            case verification.Unverifiable(reason):
+                self._fail_tasks(session, [(task.id, reason)], effects, now)
+                for x in reported:
+                    x.state = LEASE_INVALID
+                    session.add(x)
+                effects.events.append(core.TaskClosed(task.id))
+            case verification.Accept(accepted_hash, valid, invalid):
+                by_id = {x.id: x for x in reported}
+                self._settle(
+                    session, job, task, [by_id[i] for i in valid], [by_id[i] for i in invalid], now
+                )
+                winner = by_id[valid[0]]
+                task.result_hash = accepted_hash
+                task.exit_code = winner.exit_code
+                task.stdout_sha256 = winner.stdout_sha256
+                task.outputs = list(winner.outputs)
+                task.finished_at = now
+                succeeded = winner.status == "succeeded" and winner.exit_code == 0
+                task.state = TASK_ACCEPTED if succeeded else TASK_FAILED
+                if not succeeded:
+                    task.failure_reason = (
+                        winner.reason
+                        or f"The task ended with status {winner.status}, exit code {winner.exit_code}."
+                    )[:500]
+                session.add(task)
+                if succeeded:
+                    job.tasks_done += 1
+                    self.counters["tasks_accepted"] += 1
+                else:
+                    job.tasks_failed += 1
+                    self.counters["tasks_failed"] += 1
+                    if not job.failure_reason:
+                        job.failure_reason = f"Task {task.index}: {task.failure_reason}"[:500]
+                session.add(job)
+                session.flush()
+                effects.events.append(core.TaskClosed(task.id))
+                if jobs.finish_if_done(session, job, now=now):
+                    self._after_job_final(session, job, effects, now)
+
+    def _settle(
+        self,
+        session: Session,
+        job: Job,
+        task: Task,
+        valid: list[Lease],
+        invalid: list[Lease],
+        now: datetime,
+    ) -> None:
+        """Charge the submitter's escrow for each agreeing replica and pay its node's owner, minus the fee."""
+        prices = pricing.PriceTable.from_dict(job.prices)
+        spec = JobSpec.from_stored(job.spec)
+        usages = [pricing.Usage(**x.usage["checked"]) for x in valid]
+        agreed = pricing.smallest(usages)
+        fees = ledger.system_accounts(session, now=now).fees
+        for lease in valid:
+            node = session.get(Node, lease.node_id)
+            assert node is not None
+            charge = pricing.price_micro(
+                agreed,
+                memory_gb=spec.resources.memory_gb,
+                factor=pricing.cpu_factor(node.cpu_score, node.cpu_cores),
+                prices=prices,
+            )
+            charge = min(charge, job.escrow_micro - job.charged_micro)
+            worker_share, fee = pricing.split_fee(charge, prices)
+            if charge > 0 and job.escrow_account_id is not None:
+                wallet = ledger.wallet_id(session, node.owner_id)
+                assert wallet is not None
+                entries = [(job.escrow_account_id, -charge), (wallet, worker_share)]
+                if fee:
+                    entries.append((fees, fee))
+                ledger.post(
+                    session,
+                    "task_payment",
+                    entries,
+                    now=now,
+                    memo=f"Task {task.index} of job {job.name or job.id}"[:200],
+                    idempotency_key=f"pay:{lease.id}",
+                )
+            lease.state = LEASE_VALID
+            lease.charged_micro = charge
+            lease.paid_micro = worker_share
+            session.add(lease)
+            job.charged_micro += charge
+            task.charged_micro += charge
+            trust = verification.after_valid(self._trust(node))
+            self._store_trust(session, node, trust)
+        for lease in invalid:
+            lease.state = LEASE_INVALID
+            lease.reason = "The result disagreed with the quorum; not paid."
+            session.add(lease)
+            node = session.get(Node, lease.node_id)
+            assert node is not None
+            trust = verification.after_invalid(self._trust(node))
+            self._store_trust(session, node, trust)
+            if trust.quarantined:
+                logger.warning(
+                    "node quarantined",
+                    extra={"node_id": node.id, "invalid_results": trust.invalid_results},
+                )
+        session.add(job)
+
+    @staticmethod
+    def _trust(node: Node) -> verification.TrustState:
+        return verification.TrustState(
+            node.valid_streak, node.valid_results, node.invalid_results, node.quarantined
+        )
+
+    @staticmethod
+    def _store_trust(session: Session, node: Node, trust: verification.TrustState) -> None:
+        node.valid_streak = trust.valid_streak
+        node.valid_results = trust.valid_results
+        node.invalid_results = trust.invalid_results
+        if trust.quarantined and not node.quarantined:
+            node.quarantined = True
+            node.quarantine_reason = f"{trust.invalid_results} results disagreed with the quorum."
+        session.add(node)
+
+    # -- logs, inputs, outputs -------------------------------------------------------------------------
+    def lease_for_node(self, node: Node, lease_id: str, *, active: bool = True) -> Lease:
+        with self.db.read() as session:
+            lease = session.get(Lease, lease_id) if lease_id else None
+        if lease is None or lease.node_id != node.id:
+            raise PermissionDenied(f"Lease {lease_id[:36]!r} was not given to this node.")
+        if active and lease.state != LEASE_ACTIVE:
+            raise FailedPrecondition(f"Lease {lease_id[:36]} is {lease.state}; stop working on it.")
+        return lease
+
+    async def append_logs(self, node: Node, lines: Sequence[tuple[str, str, str]]) -> int:
+        def work() -> tuple[int, set[str]]:
+            now = self.clock()
+            tasks: dict[str, str] = {}
+            rows: list[dict[str, Any]] = []
+            for lease_id, stream, text in lines:
+                if lease_id not in tasks:
+                    tasks[lease_id] = self.lease_for_node(node, lease_id).task_id
+                rows.append(
+                    {
+                        "task_id": tasks[lease_id],
+                        "lease_id": lease_id,
+                        "stream": "stderr" if stream == "stderr" else "stdout",
+                        "text": text[:8192],
+                        "created_at": now,
+                    }
+                )
+            if rows:
+                with self.db.write() as session:
+                    session.execute(insert(TaskLog), rows)
+            return len(rows), set(tasks.values())
+
+        count, task_ids = await self._db(work)
+        for task_id in task_ids:
+            await self.wake.publish(f"logs:{task_id}")
+        return count
+
+    def input_allowed(self, node: Node, lease_id: str, sha256: str) -> None:
+        lease = self.lease_for_node(node, lease_id)
+        info = self.jobs.get(lease.job_id)
+        if info is None or all(i.sha256 != sha256 for i in info.inputs):
+            raise PermissionDenied("That file is not an input of this lease.")
+
+    def logs_after(
+        self, task_id: str, after_id: int, limit: int = 500
+    ) -> tuple[list[TaskLog], bool]:
+        with self.db.read() as session:
+            rows = list(
+                session.exec(
+                    select(TaskLog)
+                    .where(TaskLog.task_id == task_id, col(TaskLog.id) > after_id)
+                    .order_by(col(TaskLog.id))
+                    .limit(limit)
+                )
+            )
+            task = session.get(Task, task_id)
+            final = task is None or task.state in TASK_FINAL
+        return rows, final
+
+
+def parse_outputs(items: Sequence[tuple[str, str, int]]) -> tuple[tuple[str, str, int], ...]:
+    for path, _sha, size in items:
+        if size < 0:
+            raise InvalidArgument(f"Output '{path[:60]}' has a negative size.")
+    return tuple(items)

@@ -1,0 +1,1 @@
+"""Verification and trust: comparing replica results (quorum), adaptive replication, quarantine."""
