@@ -58,6 +58,12 @@ class CaseResult:
     failed: int
     seconds: float
     latencies_ms: list[float]
+    server_cpu_s: float = float("nan")
+
+    @property
+    def cpu_us_per_transfer(self) -> float:
+        done = self.ok + self.refused
+        return self.server_cpu_s / done * 1e6 if done else float("nan")
 
     @property
     def rate(self) -> float:
@@ -68,6 +74,69 @@ class CaseResult:
             return float("nan")
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all threads), from /proc; NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_sql_rate(url: str, synchronous: str, n: int = 3000) -> float:
+    """Transactions/s of the same shape as a transfer (lock two balances, insert a transaction and two
+    entries, update two balances, commit) through the bare driver on the same database: the ceiling
+    that the ledger, SQLAlchemy and gRPC are measured against."""
+    ddl = [
+        "CREATE TABLE bare_acc (id INTEGER PRIMARY KEY, bal BIGINT NOT NULL)",
+        "CREATE TABLE bare_tx (id INTEGER PRIMARY KEY, memo TEXT NOT NULL)",
+        "CREATE TABLE bare_entry (id INTEGER PRIMARY KEY, tx INTEGER NOT NULL, acc INTEGER NOT NULL, "
+        "amt BIGINT NOT NULL, after BIGINT NOT NULL)",
+        "INSERT INTO bare_acc VALUES (1, 1000000000000), (2, 0)",
+    ]
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "bare.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        for stmt in ddl:
+            conn.execute(stmt)
+        lock, mark = "", "?"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(  # type: ignore[assignment]
+            host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password,
+            dbname=parsed.database, autocommit=True, options=parsed.query.get("options", ""),
+        )  # fmt: skip
+        for stmt in ["DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc", *ddl]:
+            conn.execute(stmt.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY"))
+        lock, mark = " FOR NO KEY UPDATE", "%s"
+    started = time.perf_counter()
+    for _ in range(n):
+        conn.execute("BEGIN IMMEDIATE" if lock == "" else "BEGIN")
+        (_, bal_a), (_, bal_b) = conn.execute(
+            f"SELECT id, bal FROM bare_acc WHERE id IN (1, 2) ORDER BY id{lock}"
+        ).fetchall()
+        tx = conn.execute(
+            f"INSERT INTO bare_tx (memo) VALUES ({mark}) RETURNING id", ("",)
+        ).fetchone()[0]
+        conn.execute(
+            f"INSERT INTO bare_entry (tx, acc, amt, after) VALUES ({mark}, 1, -1, {mark}), ({mark}, 2, 1, {mark})",
+            (tx, bal_a - 1, tx, bal_b + 1),
+        )
+        conn.execute(
+            f"UPDATE bare_acc SET bal = CASE id WHEN 1 THEN {mark} ELSE {mark} END WHERE id IN (1, 2)",
+            (bal_a - 1, bal_b + 1),
+        )
+        conn.execute("COMMIT")
+    rate = n / (time.perf_counter() - started)
+    conn.close()
+    return rate
 
 
 def free_port() -> int:
@@ -247,26 +316,31 @@ def main() -> int:
         results: list[CaseResult] = []
         for case, pick in (("hot account", hot), ("spread", spread)):
             for clients in (int(c) for c in args.clients.split(",")):
+                cpu_before = process_cpu_s(proc.pid)
                 result = asyncio.run(
                     run_case(
                         target, case, clients, args.transfers, args.max_seconds, pick, users, tokens,
                         not args.no_keys,
                     )
                 )  # fmt: skip
+                result.server_cpu_s = process_cpu_s(proc.pid) - cpu_before
                 results.append(result)
                 print(f"  done: {case}, {clients} client(s): {result.rate:.0f}/s", file=sys.stderr)
 
         backend = "PostgreSQL" if schema else f"SQLite (synchronous={args.sqlite_synchronous})"
         print(f"\nLedger transfers over gRPC on {backend}; {os.cpu_count()} CPUs; "
               f"{'with' if not args.no_keys else 'without'} idempotency keys")  # fmt: skip
-        header = f"{'case':<12} {'clients':>7} {'ok':>6} {'refused':>7} {'failed':>6} {'seconds':>8} {'tx/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        header = f"{'case':<12} {'clients':>7} {'ok':>6} {'refused':>7} {'failed':>6} {'seconds':>8} {'tx/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU us/tx':>13}"
         print(header)
         print("-" * len(header))
         for r in results:
             print(
                 f"{r.name:<12} {r.clients:>7} {r.ok:>6} {r.refused:>7} {r.failed:>6} {r.seconds:>8.2f} "
-                f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f}"
+                f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f} {r.cpu_us_per_transfer:>13.0f}"
             )
+        print(
+            f"bare driver, same transaction shape, 1 connection: {bare_sql_rate(url, args.sqlite_synchronous):.0f} tx/s"
+        )
         with db.read() as session:
             problems = ledger.audit(session)
             supply = ledger.total_supply_micro(session)

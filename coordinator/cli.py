@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from client_gui.engine.cli import add_worker_parser, run_worker
 from coordinator import __version__
 from coordinator.errors import HiveMindError
 from coordinator.settings import Settings, SettingsError, load_settings
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_coordinator_flags(admin)
     admin.add_argument("--username", required=True)
     admin.add_argument("--email", help="email address (default: <username>@hivemind.example)")
+    add_worker_parser(sub)
     demo = sub.add_parser(
         "demo",
         help="start a throwaway coordinator and walk through accounts, grants, transfers and the audit",
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.coordinator_command == "create-admin":
             return _create_admin(settings, args.username, args.email)
         return _run_coordinator(settings)
+    if args.command == "worker":
+        return run_worker(args)
     if args.command == "demo":
         from coordinator.demo import main as demo_main
 

@@ -169,6 +169,9 @@ class Coordinator:
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # Workers send keepalive pings every 60 s; allow them even between calls.
+                ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+                ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
         base: dict[str, Any] = {"issuer": self.issuer, "executor": self.executor}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
 import grpc
 
@@ -74,7 +74,13 @@ def open_channel(target: str, *, tls: bool = False) -> grpc.Channel:
 
 
 class CoordinatorError(Exception):
-    """A coordinator call failed. ``message`` is a sentence for the person; ``code`` the gRPC status."""
+    """A coordinator call failed. ``message`` is a sentence for the person; ``code`` the gRPC status.
+
+    ``transient`` says whether the same call may succeed later: true for this base class (a fault inside
+    the coordinator, INTERNAL or UNKNOWN, worth a few more tries), false for refusals.
+    """
+
+    transient: ClassVar[bool] = True
 
     def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
         super().__init__(message)
@@ -93,9 +99,13 @@ class CoordinatorUnreachable(CoordinatorError):
 class NotAuthenticated(CoordinatorError):
     """The user's token or the node credential was refused (wrong, expired or revoked)."""
 
+    transient = False
+
 
 class PermissionRefused(CoordinatorError):
     """A valid credential that may not do this."""
+
+    transient = False
 
 
 class RateLimited(CoordinatorError):
@@ -105,9 +115,12 @@ class RateLimited(CoordinatorError):
 class RequestRefused(CoordinatorError):
     """The coordinator refused the request itself (e.g. a lease it no longer holds for this node)."""
 
+    transient = False
+
 
 class TransferCorrupted(CoordinatorError):
-    """A file arrived (or left) with a sha256 other than the one expected; nothing was kept."""
+    """A file arrived (or left) with a sha256 other than the one expected; nothing was kept. Transient:
+    sending it again may work."""
 
 
 def _translate(exc: grpc.RpcError, target: str, action: str) -> CoordinatorError:

@@ -270,8 +270,10 @@ class _TaskRun:
             _remove_tree(self.work_dir)
 
     def _execute(self) -> ExecResult:
+        # The image first: without it (or without an engine) there is no point copying inputs.
+        image_info = self._ensure_image()
         baseline = self._prepare_work_dir()
-        self._create_container(self._ensure_image())
+        self._create_container(image_info)
         # Attached before start, so not a byte of early output is missed.
         pump = _LogPump(
             self.api.attach_socket(
@@ -504,9 +506,9 @@ class _TaskRun:
             return "succeeded", "The task finished successfully."
         if exit_code == _SIGKILL_EXIT:
             return "failed", "The task was killed (exit code 137) before it finished."
-        if exit_code > 128 and _signal_name(exit_code - 128):
-            name = _signal_name(exit_code - 128)
-            return "failed", f"The task crashed with signal {name} (exit code {exit_code})."
+        signal_name = _signal_name(exit_code - 128) if exit_code > 128 else None
+        if signal_name is not None:
+            return "failed", f"The task crashed with {signal_name} (exit code {exit_code})."
         return "failed", f"The task exited with code {exit_code}; see its error output."
 
     def _collect_outputs(self) -> list[OutputFile]:

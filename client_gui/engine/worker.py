@@ -2,7 +2,8 @@
 lease tasks from the coordinator, run them in Docker, ship their logs, outputs and results.
 
 Nothing here prints or imports Qt. The loop reports through ``on_event(WorkerEvent)``, called from the
-worker's own threads: a GUI must hand each event over to its own thread (a queued signal).
+worker's own threads: a GUI must hand each event over to its own thread (a queued signal) and must not
+block in the callback.
 
 Threads (all named ``hivemind-*``, all ended and joined by :meth:`Worker.stop`):
 
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import psutil
 
@@ -44,7 +45,6 @@ from client_gui.engine.coordinator_client import (
     RequestRefused,
     TaskReport,
     TaskUsage,
-    TransferCorrupted,
     UploadedFile,
 )
 from client_gui.engine.docker_status import DockerStatus
@@ -66,6 +66,7 @@ from client_gui.engine.identity import (
 from client_gui.engine.usage import UsageSampler
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GIB = 1024**3
 DEFAULT_HEARTBEAT_S = 5.0
@@ -82,7 +83,10 @@ FLUSH_ON_STOP_S = 10.0
 DOCKER_RECHECK_S = 30.0
 MIN_POLL_INTERVAL_S = 1.0
 """A poll that came back empty sooner than this (no long-poll) is not repeated before it has passed."""
-CORRUPT_DOWNLOAD_ATTEMPTS = 3
+TRANSIENT_ATTEMPTS = 4
+"""Tries of a transfer or report that keeps failing for a reason other than the network (a corrupted
+transfer, a fault inside the coordinator) before the worker gives up on it. Network loss is retried
+for as long as the lease lasts."""
 
 # Used when a lease leaves a limit unset (the coordinator normally fills every one).
 DEFAULT_CPU_CORES = 1.0
@@ -311,6 +315,10 @@ class _LeaseRun:
     @property
     def lease_id(self) -> str:
         return self.lease.lease_id
+
+
+class _GaveUp(Exception):
+    """A transfer for a lease was abandoned; ``str()`` says why ("" when the lease was cancelled)."""
 
 
 class _Fatal(Exception):
@@ -742,11 +750,12 @@ class Worker:
         )
         with self._lock:
             self._runs[lease.lease_id] = run
-            refuse = self._stopping or self._paused
-        if refuse:
+            stopping, paused = self._stopping, self._paused
+        if stopping or paused:
             # Leased as the owner paused or stopped: hand it straight back rather than let it expire.
+            verb = "stopped" if stopping else "paused"
             self._finish(
-                run, self._not_run(run, "The volunteer paused HiveMind before it started.")
+                run, self._not_run(run, f"The volunteer {verb} HiveMind before it started.")
             )
             return
         thread = threading.Thread(
@@ -851,56 +860,60 @@ class Worker:
 
     def _download(self, run: _LeaseRun, sha256: str, dest: Path) -> str | None:
         """Fetch one input (sha256-checked); returns why it failed, or None once it is in place."""
+        try:
+            self._retrying(
+                run,
+                f"input {sha256}",
+                lambda: self.client.download_input(run.lease_id, sha256, dest),
+            )
+        except _GaveUp as exc:
+            return str(exc) or "The task was stopped before its inputs arrived."
+        return None
+
+    def _retrying(self, run: _LeaseRun, what: str, call: Callable[[], T]) -> T:
+        """``call()`` until it succeeds: network loss is retried while the lease lasts, other transient
+        failures TRANSIENT_ATTEMPTS times. Raises :class:`_GaveUp` (empty when the lease was cancelled)."""
         backoff = Backoff(maximum_s=30.0)
-        corrupt = 0
+        failures = 0
         while not run.cancel.is_set():
             try:
-                self.client.download_input(run.lease_id, sha256, dest)
-                return None
-            except TransferCorrupted as exc:
-                corrupt += 1
-                if corrupt >= CORRUPT_DOWNLOAD_ATTEMPTS:
-                    return exc.message
+                return call()
             except CoordinatorUnreachable as exc:
-                logger.info("Input %s of lease %s: %s", sha256, run.lease_id, exc.message)
+                logger.info("Lease %s, %s: %s", run.lease_id, what, exc.message)
             except CoordinatorError as exc:
-                return exc.message
+                failures += 1
+                logger.warning("Lease %s, %s: %s", run.lease_id, what, exc.message)
+                if not exc.transient or failures >= TRANSIENT_ATTEMPTS:
+                    raise _GaveUp(exc.message) from exc
             run.cancel.wait(backoff.next_delay())
-        return "The task was stopped before its inputs arrived."
+        raise _GaveUp("")
 
     def _upload(self, run: _LeaseRun, result: ExecResult) -> TaskReport | None:
+        """Upload the stdout and the outputs, then build the report (None: nothing to report)."""
         outputs: list[UploadedFile] = []
-        stdout = self._upload_one(run, "@stdout", result.stdout, "")
-        if stdout is None:
-            return None
-        for output in result.outputs:
-            uploaded = self._upload_one(run, output.path, output.local_path, output.sha256)
-            if uploaded is None:
-                return None
-            outputs.append(uploaded)
+        try:
+            stdout = self._upload_one(run, "@stdout", result.stdout, "")
+            for output in result.outputs:
+                outputs.append(self._upload_one(run, output.path, output.local_path, output.sha256))
+        except _GaveUp as exc:
+            if run.cancel.is_set():
+                return self._not_run(run, "")
+            # Reported as a run error, so the coordinator places the task elsewhere at once.
+            return self._report(
+                run, result, "error", f"The task's results could not be uploaded: {exc}"
+            )
         return self._report(
             run, result, result.status, result.reason, stdout.sha256, tuple(outputs)
         )
 
     def _upload_one(
         self, run: _LeaseRun, path: str, source: Path | bytes, sha256: str
-    ) -> UploadedFile | None:
-        backoff = Backoff(maximum_s=30.0)
-        while not run.cancel.is_set():
-            try:
-                return self.client.upload_output(run.lease_id, path, source, expected_sha256=sha256)
-            except CoordinatorUnreachable as exc:
-                logger.info("Output %s of lease %s: %s", path, run.lease_id, exc.message)
-            except TransferCorrupted as exc:
-                logger.warning("Output %s of lease %s: %s", path, run.lease_id, exc.message)
-            except CoordinatorError as exc:
-                # The coordinator no longer takes this lease's files (expired or cancelled).
-                self._emit(
-                    Error(f"The result of task {run.lease.task_id} was not accepted: {exc.message}")
-                )
-                return None
-            run.cancel.wait(backoff.next_delay())
-        return None
+    ) -> UploadedFile:
+        return self._retrying(
+            run,
+            f"output {path}",
+            lambda: self.client.upload_output(run.lease_id, path, source, expected_sha256=sha256),
+        )
 
     @staticmethod
     def _report(
@@ -1002,7 +1015,8 @@ class Worker:
                 # Noticed here too, for when all slots are busy and the poll loop is not polling.
                 logger.info("Heartbeat: %s", exc.message)
                 with self._lock:
-                    self._offline_message = exc.retry_message(interval)
+                    # The poll loop's own message (with its backoff) wins when it has one.
+                    self._offline_message = self._offline_message or exc.retry_message(interval)
                 self._refresh_state()
             except CoordinatorError as exc:
                 # A refused credential is handled by the poll loop, which re-registers.
@@ -1199,6 +1213,7 @@ class _ResultReporter:
         self._thread = threading.Thread(target=self._run, name="hivemind-results", daemon=True)
         self._stop_by: float | None = None
         self._wake = threading.Event()
+        self._faults = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -1280,6 +1295,11 @@ class _ResultReporter:
             logger.warning("Reporting results: %s", exc.message)
             return False
         except CoordinatorError as exc:
+            if exc.transient and self._faults < TRANSIENT_ATTEMPTS - 1:
+                self._faults += 1
+                logger.warning("Reporting %d result(s): %s", len(batch), exc.message)
+                return False
+            self._faults = 0
             if len(batch) > 1:
                 # The coordinator checks a batch all or nothing: one bad lease must not sink the rest.
                 logger.info("A batch of %d results was refused; reporting one by one", len(batch))
@@ -1292,6 +1312,7 @@ class _ResultReporter:
             self._on_outcome(run, report, "rejected", exc.message)
             del pending[:1]
             return not pending
+        self._faults = 0
         self._settle(batch, outcomes)
         del pending[: len(batch)]
         return not pending

@@ -3,20 +3,25 @@ results and cancel. Transport only: the domain is coordinator/jobs and coordinat
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import pathlib
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import anyio.from_thread
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from coordinator.api.deps import CurrentUser, ServicesDep
+from coordinator.errors import InvalidArgument
 from coordinator.jobs import service as jobs
+from coordinator.jobs.blobs import CHUNK_SIZE, BlobStore, StoredBlob
 from coordinator.jobs.models import Job, Task, TaskLog
 from coordinator.jobs.spec import JobSpec
 
@@ -105,6 +110,13 @@ class SubmitBody(JobSpecIn):
     )
 
 
+class JobSpecOut(JobSpecIn):
+    """The spec as accepted, defaults filled in."""
+
+    # A field the domain adds later is shown, not a reason to fail every GET.
+    model_config = ConfigDict(extra="allow")
+
+
 class SubmitOut(BaseModel):
     job_id: str
     escrow_micro: int = Field(description="the budget now held in the job's escrow account")
@@ -148,7 +160,7 @@ class JobOut(BaseModel):
     refunded_micro: int
     created_at: datetime
     finished_at: datetime | None
-    spec: JobSpecIn = Field(description="the spec as accepted, defaults filled in")
+    spec: JobSpecOut
 
 
 class JobDetailOut(JobOut):
@@ -196,7 +208,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "refunded_micro": job.refunded_micro,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
-        "spec": JobSpecIn.model_validate(JobSpec.from_stored(job.spec).as_dict()),
+        "spec": JobSpecOut.model_validate(JobSpec.from_stored(job.spec).as_dict()),
     }
 
 
@@ -252,28 +264,34 @@ async def upload_input(
     content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> UploadOut:
     """Upload one input file as the raw request body; refer to it in a spec by the returned sha256."""
-    stream = request.stream().__aiter__()
+    blobs, max_size = services.blobs, services.settings.max_input_bytes
+    if content_length is not None and content_length > max_size:
+        raise InvalidArgument(BlobStore._too_large(max_size))
+    # Spool to a temporary file first: a slow client then holds no thread while its bytes trickle in
+    # (as on the gRPC side, coordinator/rpc/files.py), and a too-large body is refused as soon as it is.
+    fd, name = tempfile.mkstemp(dir=blobs.root / "tmp", prefix="upload-")
+    spool = pathlib.Path(name)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_size:
+                    raise InvalidArgument(BlobStore._too_large(max_size))
+                await run_in_threadpool(out.write, chunk)
 
-    async def next_chunk() -> bytes | None:
-        try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return None
+        def store() -> StoredBlob:
+            with spool.open("rb") as fh:
+                return blobs.put(
+                    iter(functools.partial(fh.read, CHUNK_SIZE), b""),
+                    max_size=max_size,
+                    expected_sha256=(x_content_sha256 or "").strip().lower() or None,
+                    expected_size=content_length,
+                )
 
-    def body() -> Iterator[bytes]:
-        # Runs in the worker thread of run_in_threadpool: each chunk is awaited on the event loop as the
-        # blob store asks for it, so the file streams straight to disk and a too-large one stops early.
-        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
-            yield chunk
-
-    stored = await run_in_threadpool(
-        lambda: services.blobs.put(
-            body(),
-            max_size=services.settings.max_input_bytes,
-            expected_sha256=(x_content_sha256 or "").strip().lower() or None,
-            expected_size=content_length,
-        )
-    )
+        stored = await run_in_threadpool(store)
+    finally:
+        await run_in_threadpool(spool.unlink, missing_ok=True)
     if stored.already_present:
         response.status_code = status.HTTP_200_OK
     return UploadOut(sha256=stored.sha256, size=stored.size, already_present=stored.already_present)

@@ -145,25 +145,48 @@ def redis_client(url: str, **options: Any) -> aioredis.Redis:
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-@contextmanager
-def redis_unavailable(location: str, what: str) -> Iterator[None]:
-    """Turn "Redis is unreachable" into the domain's Unavailable (gRPC UNAVAILABLE / HTTP 503), so a
-    worker retries later instead of seeing an internal error. The person gets a sentence; the log gets
-    the address and the technical cause."""
-    try:
-        yield
-    except REDIS_DOWN as exc:
-        logger.warning(
+class RedisOutages:
+    """Logs that Redis stopped answering, and that it answers again, once per outage rather than once
+    per call: a few thousand nodes heartbeating would otherwise log a few thousand warnings a second."""
+
+    def __init__(self, location: str, log: logging.Logger) -> None:
+        self.location = location
+        self._log = log
+        self._down = False
+
+    def failed(self, exc: BaseException, what: str) -> None:
+        level = logging.DEBUG if self._down else logging.WARNING
+        self._down = True
+        self._log.log(
+            level,
             "Redis at %s is unreachable (%s: %s); %s failed",
-            location,
+            self.location,
             type(exc).__name__,
             exc,
             what,
-            extra={"redis": location},
+            extra={"redis": self.location},
         )
-        raise Unavailable(
-            "The coordinator cannot reach its Redis server right now. Try again in a moment."
-        ) from exc
+
+    def succeeded(self) -> None:
+        if self._down:
+            self._down = False
+            self._log.info(
+                "Redis at %s answers again", self.location, extra={"redis": self.location}
+            )
+
+    @contextmanager
+    def unavailable_on_failure(self, what: str) -> Iterator[None]:
+        """Turn "Redis is unreachable" into the domain's Unavailable (gRPC UNAVAILABLE / HTTP 503), so a
+        worker retries later instead of seeing an internal error. The person gets a sentence; the log
+        gets the address and the technical cause."""
+        try:
+            yield
+        except REDIS_DOWN as exc:
+            self.failed(exc, what)
+            raise Unavailable(
+                "The coordinator cannot reach its Redis server right now. Try again in a moment."
+            ) from exc
+        self.succeeded()
 
 
 class RedisLiveness:
@@ -171,7 +194,7 @@ class RedisLiveness:
 
     def __init__(self, url: str, *, prefix: str = "hivemind:") -> None:
         self._redis = redis_client(url)
-        self._location = redis_location(url)
+        self._outages = RedisOutages(redis_location(url), logger)
         self._seen_key = f"{prefix}nodes:seen"
         self._count_key = f"{prefix}nodes:heartbeats_total"
 
@@ -182,7 +205,7 @@ class RedisLiveness:
         score = _utc(now).timestamp()
         if not node_ids:
             return  # ZADD with no members is a syntax error in Redis
-        with redis_unavailable(self._location, "recording a heartbeat"):
+        with self._outages.unavailable_on_failure("recording a heartbeat"):
             # One round trip, and MULTI so the counter never runs ahead of or behind the set.
             async with self._redis.pipeline(transaction=True) as pipe:
                 # GT: a heartbeat that arrives late (another coordinator, a retried request) keeps the
@@ -192,7 +215,7 @@ class RedisLiveness:
                 await pipe.execute()
 
     async def last_seen(self, node_id: str) -> datetime | None:
-        with redis_unavailable(self._location, "reading a heartbeat"):
+        with self._outages.unavailable_on_failure("reading a heartbeat"):
             score = await self._redis.zscore(self._seen_key, node_id)
         return None if score is None else _from_score(score)
 
@@ -202,7 +225,7 @@ class RedisLiveness:
         if not wanted:
             return []  # ZMSCORE needs at least one member
         chunks = [wanted[i : i + SILENT_CHUNK] for i in range(0, len(wanted), SILENT_CHUNK)]
-        with redis_unavailable(self._location, "checking which nodes fell silent"):
+        with self._outages.unavailable_on_failure("checking which nodes fell silent"):
             # No MULTI: the chunks need not be one snapshot, and a transaction would block Redis for all.
             async with self._redis.pipeline(transaction=False) as pipe:
                 for chunk in chunks:
@@ -216,17 +239,17 @@ class RedisLiveness:
     async def online(self, cutoff: datetime) -> list[str]:
         # "(" makes the bound exclusive; repr() of a float parses back to the identical double.
         low = f"({_utc(cutoff).timestamp()!r}"
-        with redis_unavailable(self._location, "listing online nodes"):
+        with self._outages.unavailable_on_failure("listing online nodes"):
             members = await self._redis.zrangebyscore(self._seen_key, low, "+inf")
         # Plain members (no WITHSCORES), decoded to str by decode_responses=True.
         return cast(list[str], members)
 
     async def forget(self, node_id: str) -> None:
-        with redis_unavailable(self._location, "forgetting a node"):
+        with self._outages.unavailable_on_failure("forgetting a node"):
             await self._redis.zrem(self._seen_key, node_id)
 
     async def heartbeats_total(self) -> int:
-        with redis_unavailable(self._location, "reading the heartbeat counter"):
+        with self._outages.unavailable_on_failure("reading the heartbeat counter"):
             value = await self._redis.get(self._count_key)
         return int(value or 0)
 

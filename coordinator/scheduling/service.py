@@ -248,6 +248,7 @@ class Dispatcher:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self, tick_s: float = 1.0) -> None:
+        await self.wake.start()
         effects, leases, reported = await self._db(self._load)
         self._apply(effects)
         # Live workers renew within a lease TTL of the restart; the others expire and their tasks requeue.
@@ -256,11 +257,13 @@ class Dispatcher:
             self.core.restore_lease(lease_id, task_id, node_id, owner_id, deadline)
         for task_id, node_id, owner_id in reported:
             self.core.restore_holder(task_id, node_id, owner_id)
+        # The liveness store may be empty after a restart: count every restored holder as just seen, so
+        # it gets a full node TTL to heartbeat before its leases are taken back.
+        await self.liveness.touch_many(sorted({lease[2] for lease in leases}), self.clock())
         logger.info(
             "dispatcher loaded",
             extra={"queued_replicas": self.core.queued_replicas(), "leases": len(leases)},
         )
-        await self.wake.start()
         self._tick_task = asyncio.create_task(self._ticker(tick_s))
 
     async def stop(self) -> None:

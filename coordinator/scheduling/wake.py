@@ -27,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from coordinator.errors import Unavailable
-from coordinator.scheduling.liveness import REDIS_DOWN, redis_client, redis_location
+from coordinator.scheduling.liveness import REDIS_DOWN, RedisOutages, redis_client, redis_location
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,11 @@ class WakeBus(Protocol):
 
     async def publish(self, topic: str) -> None:
         """Wake every current waiter on ``topic``, e.g. ``"work"`` or ``"logs:<task_id>"``. Never
-        raises for an unreachable Redis: local waiters are woken regardless and the failure is logged."""
+        raises for Redis trouble: local waiters are woken regardless and the failure is logged."""
 
     async def wait(self, topic: str, timeout_s: float) -> bool:
-        """True when woken by a publish made after this wait began, False after ``timeout_s``."""
+        """True when woken by a publish made after this wait began, False after ``timeout_s``.
+        (Redis: also True once for every waiter after the subscriber reconnects; see ``RedisWake``.)"""
 
     async def close(self) -> None:
         """Stop cross-process delivery and release connections; later calls only reach this process."""
@@ -99,7 +100,7 @@ class _LocalWaiters:
                 del self._current[topic]
 
     def wake(self, topic: str) -> None:
-        generation = self._current.get(topic)
+        generation = self._current.pop(topic, None)
         if generation is not None:
             generation.fired.set()
 
@@ -110,11 +111,10 @@ class _LocalWaiters:
 
 
 class _Lifecycle:
-    """start/close bookkeeping both buses share: use before ``start()`` is a wiring bug worth failing
-    loudly on (a bus never started would silently never hear other processes)."""
+    """What both buses share about ``start()``: use before it is a wiring bug worth failing loudly on
+    (a Redis bus never started would silently never hear other processes)."""
 
     _started = False
-    _closed = False
 
     def _require_started(self) -> None:
         if not self._started:
@@ -139,7 +139,7 @@ class InProcessWake(_Lifecycle):
         return await self._local.wait(topic, timeout_s)
 
     async def close(self) -> None:
-        self._closed = True
+        return None  # nothing held; waits and publishes keep working, as after RedisWake.close()
 
 
 _SENDER = re.compile(r"[0-9a-f]{32}")
@@ -163,8 +163,8 @@ class RedisWake(_Lifecycle):
     Local waiters are woken exactly once, *locally*: ``publish`` wakes them before sending, and the
     subscriber drops the echo of its own messages by that id. So a wait that begins after ``publish``
     returned is never woken by the echo arriving later, and in-process wake-ups keep working while Redis
-    is down. (With a bare topic as the message the echo could not be told apart from another process's
-    publish of the same topic.)
+    is down. A bare topic as the message would not do: our echo could not be told apart from another
+    process's publish of the same topic.
 
     The background subscriber reconnects with capped exponential backoff. Publishes made while it was
     away are lost, so on resubscribing it wakes every local waiter once to make them re-check.
@@ -186,9 +186,12 @@ class RedisWake(_Lifecycle):
             client_name=_NOT_NAME_CHAR.sub("_", f"{prefix}wake-subscriber"),
         )
         self._listener: asyncio.Task[None] | None = None
-        self._publish_failing = False
+        self._publish_outages = RedisOutages(self._location, logger)
+        self._closed = False
 
     async def start(self) -> None:
+        if self._closed:
+            raise RuntimeError("a closed RedisWake cannot be started again; make a new one")
         if self._started:
             return
         try:
@@ -210,23 +213,12 @@ class RedisWake(_Lifecycle):
             return
         try:
             await self._publisher.publish(self._channel, f"{self._id} {topic}")
-        except REDIS_DOWN as exc:
+        except (RedisError, OSError) as exc:
             # Callers fire publishes and move on (some as detached tasks), so this must not raise.
             # Other processes' waiters then miss this one and fall back to their long-poll timeout.
-            if not self._publish_failing:
-                logger.warning(
-                    "wake-ups to other coordinators are failing: Redis at %s is unreachable (%s)",
-                    self._location,
-                    exc,
-                    extra={"redis": self._location},
-                )
-            self._publish_failing = True
+            self._publish_outages.failed(exc, "sending a wake-up to other coordinators")
             return
-        if self._publish_failing:
-            self._publish_failing = False
-            logger.info(
-                "wake-ups to other coordinators work again", extra={"redis": self._location}
-            )
+        self._publish_outages.succeeded()
 
     async def wait(self, topic: str, timeout_s: float) -> bool:
         self._require_started()
@@ -321,7 +313,7 @@ class RedisWake(_Lifecycle):
             except Exception as exc:  # keep trying whatever the cause; each failure is logged
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 logger.warning(
-                    "wake subscriber still cannot reach Redis at %s (%s); attempt %d, next in %.1fs",
+                    "wake subscriber still cannot reach Redis at %s (%s); attempt %d, next within %.1fs",
                     self._location,
                     exc,
                     attempt,

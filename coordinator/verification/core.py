@@ -19,10 +19,13 @@ TRUST_STREAK = 10
 QUARANTINE_AFTER = 3
 
 
-def result_hash(exit_code: int, stdout_sha256: str, outputs: Iterable[tuple[str, str]]) -> str:
-    """The comparable identity of a run: exit code, stdout and each (path, sha256) of the outputs."""
+def result_hash(
+    exit_code: int, stdout_sha256: str, outputs: Iterable[tuple[str, str]], status: str = "succeeded"
+) -> str:
+    """The comparable identity of a run: how it ended (status and exit code), its stdout and each
+    (path, sha256) of its outputs."""
     canonical = json.dumps(
-        {"exit": exit_code, "stdout": stdout_sha256, "outputs": sorted(outputs)},
+        {"status": status, "exit": exit_code, "stdout": stdout_sha256, "outputs": sorted(outputs)},
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -11,7 +11,6 @@ from pathlib import Path
 import docker
 import pytest
 from docker.errors import DockerException, ImageNotFound
-from docker.models.containers import Container
 
 from client_gui.engine.executor import DockerExecutor
 
@@ -37,16 +36,17 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
-def task_containers(client: docker.DockerClient, work_root: Path) -> list[Container]:
-    """The containers (running or not) whose work dir lies under ``work_root``.
+def task_containers(client: docker.DockerClient, work_root: Path) -> list[str]:
+    """Ids of the containers (running or not) whose work dir lies under ``work_root``.
 
-    Filtering on the work root keeps other test sessions' containers on the same engine out.
+    Filtering on the work root keeps other test sessions' containers on the same engine out;
+    one list call (no per-container inspect) so their comings and goings cannot race it.
     """
     found = []
-    for container in client.containers.list(all=True, filters={"label": TASK_LABEL}):
-        sources = [Path(m.get("Source", "")) for m in container.attrs.get("Mounts") or []]
+    for container in client.api.containers(all=True, filters={"label": TASK_LABEL}):
+        sources = [Path(m.get("Source", "")) for m in container.get("Mounts") or []]
         if any(source.is_relative_to(work_root) for source in sources):
-            found.append(container)
+            found.append(str(container["Id"]))
     return found
 
 

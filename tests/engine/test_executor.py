@@ -251,7 +251,12 @@ def test_network_only_when_the_task_asks_and_the_volunteer_allows(
 
 def test_fork_bomb_is_contained_by_the_process_limit(executor: DockerExecutor) -> None:
     result = executor.run(
-        shell("bomb() { bomb | bomb & }; bomb; while :; do :; done", pids_limit=32, timeout_s=3)
+        # The bomb runs in a child shell; the outer loop needs no fork, so it outlives the bomb.
+        shell(
+            "sh -c 'bomb() { bomb | bomb & }; bomb'; while :; do :; done",
+            pids_limit=32,
+            timeout_s=3,
+        )
     )
 
     assert result.status == "timeout"
@@ -356,8 +361,8 @@ def test_the_live_container_carries_every_limit(
     def inspect_live_container(_stream: str, line: str) -> None:
         if line == "ready":
             # all=True: the engine may mark it running only just after its first output.
-            [container] = task_containers(docker_client, work_root)
-            seen.append(container.attrs["HostConfig"])
+            [container_id] = task_containers(docker_client, work_root)
+            seen.append(docker_client.api.inspect_container(container_id)["HostConfig"])
             cancel.set()
 
     spec = shell(
@@ -469,7 +474,7 @@ def test_leftovers_of_a_crashed_worker_are_removed_at_start_up(
         assert task_containers(docker_client, work_root) == []
         assert not stale_dir.exists()
         # ... while another worker's container on the same engine is not this worker's business.
-        assert [c.id for c in task_containers(docker_client, other_dir)] == [theirs]
+        assert task_containers(docker_client, other_dir) == [theirs]
     finally:
         docker_client.api.remove_container(theirs, force=True)
         with contextlib.suppress(docker.errors.NotFound):

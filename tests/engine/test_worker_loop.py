@@ -98,6 +98,12 @@ class Events:
     def next_finished(self, timeout_s: float = 60.0) -> TaskFinished:
         return self.next_of(TaskFinished, timeout_s)
 
+    def next_state(self, state: str, timeout_s: float = 60.0) -> StateChanged:
+        while True:
+            event = self.next_of(StateChanged, timeout_s)
+            if event.state == state:
+                return event
+
 
 def stored_identity(tmp_path: Path, target: str, *, registered: bool = True) -> NodeIdentity:
     store = FileCredentialStore(tmp_path / "secrets.json")
@@ -132,7 +138,7 @@ def containers_running(marker: str) -> list[str]:
     engine = docker.from_env(timeout=10)
     try:
         return [
-            c.name
+            str(c.name)
             for c in engine.containers.list(all=True, filters={"label": "hivemind.task"})
             if marker in " ".join(c.attrs.get("Args") or [])
         ]
@@ -339,7 +345,7 @@ def test_pause_stops_polling_and_resume_starts_it_again(
         fake.wait_for("polling again", lambda seen: len(seen.polls) > polls_when_paused)
     finally:
         worker.stop(timeout=30)
-    assert worker.state == "stopped"
+    assert events.next_state("stopped").message == "Stopped."
 
 
 def test_a_changed_max_cores_applies_to_the_next_task(
@@ -491,3 +497,25 @@ def test_stop_while_a_task_runs_cancels_it_and_reports_it_cancelled(
     [result] = fake.snapshot(lambda seen: list(seen.results))
     assert result.status == "cancelled" and "stopped" in result.reason
     assert containers_running(marker) == []
+
+
+def test_the_worker_goes_offline_when_the_coordinator_does_and_comes_back_by_itself(
+    tmp_path: Path,
+) -> None:
+    events = Events()
+    with FakeCoordinator.serve() as first:
+        port = first.port
+        worker = make_worker(first, tmp_path, events, poll_wait_s=0.5)
+        worker.start()
+        first.wait_for("a poll", lambda seen: len(seen.polls) >= 1)
+    try:
+        offline = events.next_state("offline")
+        assert offline.message.startswith(f"The coordinator at 127.0.0.1:{port} cannot be reached.")
+        assert "retrying in" in offline.message
+        with FakeCoordinator.serve(port=port) as second:
+            second.wait_for(
+                "a poll to the restarted coordinator", lambda seen: len(seen.polls) >= 1
+            )
+            assert events.next_state("idle").message == "Waiting for work."
+    finally:
+        worker.stop(timeout=30)

@@ -126,10 +126,11 @@ class FakeCoordinator(
 
     @classmethod
     @contextmanager
-    def serve(cls, **kwargs: Any) -> Iterator[FakeCoordinator]:
+    def serve(cls, port: int = 0, **kwargs: Any) -> Iterator[FakeCoordinator]:
+        """Serve on ``port`` (0: a free one) in a background thread until the block ends."""
         fake = cls(**kwargs)
         started = threading.Event()
-        stop: list[Callable[[], None]] = []
+        stop: list[Callable[[], object]] = []
         failure: list[BaseException] = []
 
         async def main() -> None:
@@ -137,12 +138,12 @@ class FakeCoordinator(
             users_pb2_grpc.add_UserServiceServicer_to_server(fake, server)
             nodes_pb2_grpc.add_NodeManagerServiceServicer_to_server(fake, server)
             worker_pb2_grpc.add_WorkerServiceServicer_to_server(fake, server)
-            fake.port = server.add_insecure_port("127.0.0.1:0")
+            fake.port = server.add_insecure_port(f"127.0.0.1:{port}")
             await server.start()
-            fake._loop = asyncio.get_running_loop()
+            loop = fake._loop = asyncio.get_running_loop()
             fake._ready = asyncio.Event()
             done = asyncio.Event()
-            stop.append(lambda: fake._loop.call_soon_threadsafe(done.set))  # type: ignore[union-attr]
+            stop.append(lambda: loop.call_soon_threadsafe(done.set))
             started.set()
             await done.wait()
             await server.stop(grace=None)

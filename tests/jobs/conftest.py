@@ -12,7 +12,8 @@ import pytest
 
 from coordinator.api import jobs as jobs_api
 from coordinator.rpc.job_servicer import JobServicer
-from shared_proto.v1 import jobs_pb2, jobs_pb2_grpc
+from coordinator.rpc.user_servicer import UserServicer
+from shared_proto.v1 import jobs_pb2, jobs_pb2_grpc, users_pb2_grpc
 from tests.jobs.helpers import run_on_loop
 from tests.support import RunningCoordinator
 
@@ -36,7 +37,7 @@ def _serves_jobs_grpc(running: RunningCoordinator) -> bool:
     try:
         stub.GetJob(jobs_pb2.GetJobRequest(job_id="x"), timeout=10)
     except grpc.RpcError as exc:
-        return exc.code() is not grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        return exc.code() is not grpc.StatusCode.UNIMPLEMENTED
     return True
 
 
@@ -50,10 +51,11 @@ def _attach(running: RunningCoordinator) -> Iterator[JobsCoordinator]:
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server()
-        servicer = JobServicer(
-            c.dispatcher, c.blobs, c.settings.max_input_bytes, issuer=c.issuer, executor=c.executor
-        )
+        base = {"issuer": c.issuer, "executor": c.executor}
+        servicer = JobServicer(c.dispatcher, c.blobs, c.settings.max_input_bytes, **base)
         jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+        # Clients sign in where they submit.
+        users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(c.accounts, **base), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

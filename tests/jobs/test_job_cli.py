@@ -150,67 +150,52 @@ def test_submit_from_a_spec_file_with_a_local_input(
     assert counts(sqlite_jobs.running)["tasks"] == 3
 
 
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["submit", "--budget", "1", "--", "true"], "Give --image"),
-        (["submit", "--image", "alpine", "--budget", "1"], "Give the command to run after --"),
-        (["submit", "--image", "alpine", "--", "true"], "Give --budget"),
-        (["submit", "--image", "alpine", "--budget", "0.0000001", "--", "true"], "6 decimals"),
-        (["submit", "--image", "alpine", "--budget", "-3", "--", "true"], "more than 0 CPT"),
-        (
-            ["submit", "--image", "alpine", "--budget", "1", "--env", "NOVALUE", "--", "true"],
-            "KEY=VALUE",
-        ),
-        (
-            [
-                "submit",
-                "--image",
-                "alpine",
-                "--budget",
-                "1",
-                "--input",
-                "/no/such/file",
-                "--",
-                "true",
-            ],
-            "does not exist",
-        ),
-        (["submit", "--spec", "/no/such/spec.json"], "Cannot read"),
-        (["submit", "--spec", "SPEC", "--image", "alpine"], "not both"),
-        ([], "Say what to do"),
-    ],
-)
+SUBMIT = ["submit", "--image", "alpine"]
+USAGE_MISTAKES: list[tuple[list[str], str]] = [
+    (["submit", "--budget", "1", "--", "true"], "Give --image"),
+    ([*SUBMIT, "--budget", "1"], "Give the command to run after --"),
+    ([*SUBMIT, "--", "true"], "Give --budget"),
+    ([*SUBMIT, "--budget", "0.0000001", "--", "true"], "6 decimals"),
+    ([*SUBMIT, "--budget", "-3", "--", "true"], "more than 0 CPT"),
+    ([*SUBMIT, "--budget", "1", "--env", "NOVALUE", "--", "true"], "KEY=VALUE"),
+    ([*SUBMIT, "--budget", "1", "--input", "/no/such/file", "--", "true"], "does not exist"),
+    (["submit", "--spec", "/no/such/spec.json"], "Cannot read"),
+    (["submit", "--spec", "SPEC", "--image", "alpine"], "not both"),
+    (["submit", "--spec", "SPEC"], "unknown field(s) cpu"),
+    ([], "Say what to do"),
+]
+
+
 def test_usage_mistakes_exit_2_and_change_nothing(
-    cli: Cli, sqlite_jobs: JobsCoordinator, tmp_path: Path, argv: list[str], fragment: str
+    cli: Cli, sqlite_jobs: JobsCoordinator, tmp_path: Path
 ) -> None:
     spec = tmp_path / "spec.json"
-    spec.write_text("{}")
-    argv = [str(spec) if a == "SPEC" else a for a in argv]
+    spec.write_text('{"image": "alpine", "command": ["true"], "cpu": 2}')
     before = counts(sqlite_jobs.running)
-    code, out, err = cli(*argv)
-    assert code == 2, (out, err)
-    assert fragment in err and err.startswith("error: ")
+    for argv, fragment in USAGE_MISTAKES:
+        code, out, err = cli(*[str(spec) if a == "SPEC" else a for a in argv])
+        assert (code, out) == (2, ""), (argv, err)
+        assert err.startswith("error: ") and fragment in err, (argv, err)
     assert counts(sqlite_jobs.running) == before and cli.balance() == 10 * CPT
 
 
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["--image", "Not Valid", "--budget", "1"], "is not a valid image name"),
-        (["--image", "alpine", "--cpu", "-1", "--budget", "1"], "cpu_cores cannot be negative"),
-        (["--image", "alpine", "--budget", "50"], "nsufficient"),
-        (["--image", "alpine", "--budget", "0.000001"], "minimum cost"),
-        (["--image", "alpine", "--budget", "1", "--depends-on", "nope"], "not one of your jobs"),
-    ],
-)
+COORDINATOR_REFUSALS: list[tuple[list[str], str]] = [
+    (["--image", "Not Valid", "--budget", "1"], "is not a valid image name"),
+    (["--image", "alpine", "--cpu", "-1", "--budget", "1"], "cpu_cores cannot be negative"),
+    (["--image", "alpine", "--budget", "50"], "nsufficient"),
+    (["--image", "alpine", "--budget", "0.000001"], "minimum cost"),
+    (["--image", "alpine", "--budget", "1", "--depends-on", "nope"], "not one of your jobs"),
+]
+
+
 def test_refusals_by_the_coordinator_exit_1_and_hold_nothing(
-    cli: Cli, sqlite_jobs: JobsCoordinator, argv: list[str], fragment: str
+    cli: Cli, sqlite_jobs: JobsCoordinator
 ) -> None:
     before = counts(sqlite_jobs.running)
-    code, out, err = cli("submit", *argv, "--", "true")
-    assert (code, out) == (1, "")
-    assert fragment in err
+    for argv, fragment in COORDINATOR_REFUSALS:
+        code, out, err = cli("submit", *argv, "--", "true")
+        assert (code, out) == (1, ""), (argv, err)
+        assert err.startswith("error: ") and fragment in err, (argv, err)
     assert counts(sqlite_jobs.running) == before and cli.balance() == 10 * CPT
 
 

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.jobs.conftest import JobsCoordinator
 from tests.jobs.helpers import (
@@ -183,21 +182,16 @@ BAD_SPECS: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("overrides", "status", "fragment"),
-    [pytest.param(o, s, f, id=name) for name, o, s, f in BAD_SPECS],
-)
-def test_a_bad_spec_is_refused_and_nothing_is_held(
-    sqlite_jobs: JobsCoordinator, overrides: dict[str, Any], status: int, fragment: str
-) -> None:
+def test_each_bad_spec_is_refused_and_nothing_is_held(sqlite_jobs: JobsCoordinator) -> None:
     c = sqlite_jobs.running
     ada, token = funded(c, "ada", 10 * CPT)
     before = counts(c)
-    r = submit(c, token, **overrides)
-    assert r.status_code == status, r.text
-    assert fragment in error(r)[2]
-    assert balance(c, ada) == 10 * CPT
-    assert counts(c) == before
+    for name, overrides, status, fragment in BAD_SPECS:
+        r = submit(c, token, **overrides)
+        assert r.status_code == status, (name, r.text)
+        assert fragment in error(r)[2], (name, r.text)
+        assert balance(c, ada) == 10 * CPT, name
+        assert counts(c) == before, name
 
 
 def test_insufficient_funds_is_refused_with_a_clear_message(

@@ -146,7 +146,7 @@ BAD_TRANSFERS: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("a float", {"amount": 1.0}, InvalidArgument, "whole number"),
     ("a bool", {"amount": True}, InvalidArgument, "whole number"),
     ("unknown recipient", {"recipient": "nobody"}, NotFound, "no user named 'nobody'"),
-    ("oversized recipient", {"recipient": "x" * 500}, NotFound, "no user named"),
+    ("oversized recipient", {"recipient": "x" * 500}, InvalidArgument, "at most 32 characters"),
     ("empty recipient", {"recipient": ""}, InvalidArgument, "recipient"),
     ("blank recipient", {"recipient": "   "}, InvalidArgument, "recipient"),
     ("self", {"recipient": "alice"}, InvalidArgument, "yourself"),

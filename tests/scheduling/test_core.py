@@ -22,7 +22,7 @@ from coordinator.scheduling.core import (
     Tick,
     UnknownLease,
 )
-from tests.scheduling.helpers import T0, TTL, make_scheduler, offer, poll, queue, task
+from tests.scheduling.helpers import T0, TTL, make_scheduler, of_type, offer, poll, queue, task
 
 
 # -- a node gets only what it can hold -------------------------------------------------------------------
@@ -413,3 +413,41 @@ def test_queueing_the_same_task_twice_keeps_the_first() -> None:
     s = make_scheduler()
     queue(s, task("t1"), task("t1", replicas=3))
     assert s.queued_replicas() == 1
+
+
+# -- queries and restart -------------------------------------------------------------------------------------
+def test_queue_depth_counts_waiting_replicas_by_priority() -> None:
+    s = make_scheduler()
+    queue(s, task("a", priority=1, replicas=3), task("b", priority=1), task("c", priority=5))
+    poll(s, offer("n1", 1, max_tasks=2))  # takes c, then one replica of a
+    assert s.queue_depth_by_priority() == {1: 3}
+    assert s.queued_replicas() == 3
+
+
+def test_a_restored_lease_behaves_like_a_granted_one() -> None:
+    s = make_scheduler()
+    queue(s, task("a1", submitter=1), task("b1", submitter=2, replicas=2), task("b2", submitter=2))
+    s.tasks["b1"].pending = 1  # the service queues only the replicas not already running
+    s.restore_lease("L-old", "b1", "n1", 1, T0 + TTL)
+    s.restore_lease("L-gone", "zzz", "n1", 1, T0 + TTL)  # its task is no longer queued: ignored
+    assert set(s.leases) == {"L-old"}
+    # Submitter 2 already runs one, so submitter 1 goes first; n1's owner may not take b1 again.
+    assert [g.task_id for g in poll(s, offer("n2", 2))] == ["a1"]
+    assert [g.task_id for g in poll(s, offer("n1b", 1))] == ["b2"]
+    later = T0 + TTL / 2
+    assert s.handle(Renew("n1", ("L-old",)), later) == [Renewed("L-old", later + TTL)]
+    expired = of_type(s.handle(Tick(), T0 + TTL), Expire)
+    assert {e.lease_id for e in expired} == {"L1", "L2"}  # the restored lease was renewed
+    assert s.handle(Tick(), later + TTL) == [Expire("L-old", "b1", "n1", retry=True)]
+    assert s.tasks["b1"].pending == 2
+    assert s._running_by_submitter == {1: 0, 2: 0}
+
+
+def test_a_restored_holder_keeps_excluding_its_node_and_owner() -> None:
+    s = make_scheduler()
+    queue(s, task("t1", replicas=2))
+    s.tasks["t1"].pending = 1  # one replica already reported before the restart
+    s.restore_holder("t1", "n1", 1)
+    assert poll(s, offer("n1", 1)) == []
+    assert poll(s, offer("n1b", 1)) == []
+    assert [g.node_id for g in poll(s, offer("n2", 2))] == ["n2"]

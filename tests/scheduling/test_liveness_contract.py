@@ -5,6 +5,7 @@ coordinator processes sharing one view."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
@@ -254,16 +255,25 @@ def test_two_coordinators_on_one_redis_see_each_others_heartbeats(redis_prefix: 
     run(scenario())
 
 
-def test_an_unreachable_redis_is_reported_as_unavailable() -> None:
+def test_an_unreachable_redis_is_reported_as_unavailable_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def scenario() -> None:
         # Port 1 on loopback refuses at once; no Redis server needed.
-        store = RedisLiveness("redis://127.0.0.1:1/0", prefix="unreachable:")
+        store = RedisLiveness("redis://:secret@127.0.0.1:1/0", prefix="unreachable:")
         try:
             with pytest.raises(Unavailable, match="cannot reach its Redis server"):
                 await store.touch("a", T0)
             with pytest.raises(Unavailable):
                 await store.silent_since(["a"], T0)
+            with pytest.raises(Unavailable):
+                await store.heartbeats_total()
         finally:
             await store.close()
 
-    run(scenario())
+    with caplog.at_level(logging.WARNING, logger="coordinator.scheduling.liveness"):
+        run(scenario())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # one per outage, not one per heartbeat
+    assert "127.0.0.1:1/0" in warnings[0] and "recording a heartbeat" in warnings[0]
+    assert "secret" not in warnings[0]
