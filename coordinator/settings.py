@@ -57,21 +57,35 @@ class Settings(BaseSettings):
     signup_grant_micro: int = Field(0, ge=0, description="CPT (micro) minted to each new account")
 
     # Jobs and scheduling
-    max_input_bytes: int = Field(256 * 1024**2, gt=0, description="largest input file a submitter may upload")
-    max_output_bytes: int = Field(1024**3, gt=0, description="cap on what one task may write and upload")
-    lease_ttl_s: int = Field(30, gt=0, description="a lease expires when not renewed by a heartbeat for this long")
-    heartbeat_interval_s: int = Field(5, gt=0, description="how often workers are asked to heartbeat")
+    max_input_bytes: int = Field(
+        256 * 1024**2, gt=0, description="largest input file a submitter may upload"
+    )
+    max_output_bytes: int = Field(
+        1024**3, gt=0, description="cap on what one task may write and upload"
+    )
+    lease_ttl_s: int = Field(
+        30, gt=0, description="a lease expires when not renewed by a heartbeat for this long"
+    )
+    heartbeat_interval_s: int = Field(
+        5, gt=0, description="how often workers are asked to heartbeat"
+    )
     node_ttl_s: int = Field(60, gt=0, description="a node is offline when silent for this long")
     max_poll_wait_s: float = Field(30.0, gt=0, description="longest long-poll a worker may ask for")
-    spot_check_rate: float = Field(0.1, ge=0, le=1, description="share of trusted nodes' results cross-checked")
-    max_extra_replicas: int = Field(2, ge=0, description="replicas added at most when results disagree")
+    spot_check_rate: float = Field(
+        0.1, ge=0, le=1, description="share of trusted nodes' results cross-checked"
+    )
+    max_extra_replicas: int = Field(
+        2, ge=0, description="replicas added at most when results disagree"
+    )
     default_max_attempts: int = Field(3, gt=0, description="attempts per task before the job fails")
 
     # The price table (micro-CPT). A change applies to jobs submitted after it.
     price_cpu_micro_per_core_second: int = Field(100, ge=0)
     price_gpu_micro_per_gpu_second: int = Field(2_000, ge=0)
     price_memory_micro_per_gb_second: int = Field(10, ge=0)
-    platform_fee_bps: int = Field(1_000, ge=0, le=10_000, description="platform fee in basis points (1000 = 10%)")
+    platform_fee_bps: int = Field(
+        1_000, ge=0, le=10_000, description="platform fee in basis points (1000 = 10%)"
+    )
     min_task_charge_micro: int = Field(1_000, ge=0)
 
     db_threads: int = Field(8, gt=0, description="threads running blocking database work")

@@ -93,31 +93,8 @@ busybox_smoke() {
 }
 
 build_busybox() {
-    local bb=/bin/busybox
-    [ -x "$bb" ] || die "$bb not found: install Debian's busybox-static (scripts/setup.sh)"
-    # A dynamically linked busybox (Debian's plain 'busybox' package) cannot run
-    # in a FROM-scratch image: there is no libc in it.
-    if ldd "$bb" >/dev/null 2>&1; then
-        die "$bb is dynamically linked: install busybox-static instead of busybox"
-    fi
-    local root
-    new_build_dir busybox
-    root=$NEW_DIR
-    mkdir -p "$root"/{bin,etc,tmp,root,proc,sys,dev,home,var}
-    chmod 1777 "$root/tmp"
-    cp "$bb" "$root/bin/busybox"
-    # Equivalent of `busybox --install -s /bin`, done on the host: one relative
-    # symlink per applet, all in /bin (PATH=/bin in the image).
-    local applet
-    for applet in $("$bb" --list); do
-        [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-    import_rootfs "$root" "$BUSYBOX_IMAGE" \
-        --change "LABEL org.hivemind.recipe=$BUSYBOX_RECIPE" \
-        --change 'ENV PATH=/bin' \
-        --change 'CMD ["/bin/sh"]'
+    # One recipe for everyone: the demo builds the same image from Python when it is missing.
+    "$REPO/.venv/bin/python" -m client_gui.engine.images busybox --rebuild >/dev/null
 }
 
 # ------------------------------------------------------------------- python --

@@ -301,7 +301,7 @@ _FIND_REPLAY = (
 _WALLET_OF = select(ACCOUNTS.c.id).where(ACCOUNTS.c.user_id == bindparam("user_id"))
 _ACCOUNT_NAMED = select(ACCOUNTS.c.id).where(ACCOUNTS.c.name == bindparam("name"))
 _USER_NAMED = select(USERS.c.id).where(USERS.c.username == bindparam("username"))
-USER_EXISTS = select(USERS.c.id).where(USERS.c.id == bindparam("user_id"))
+_USER_EXISTS = select(USERS.c.id).where(USERS.c.id == bindparam("user_id"))
 
 
 def _dialect(conn: Connection) -> str:
@@ -334,9 +334,7 @@ def _ensure_account(
     if created is not None:
         return int(created), False
     existing = conn.execute(_ACCOUNT_NAMED, {"name": name}).scalar()
-    if (
-        existing is None
-    ):  # pragma: no cover - a conflict on a row we cannot see: only if it was deleted
+    if existing is None:  # pragma: no cover - a conflict on a row we cannot see: it was deleted
         raise NotFound(f"The ledger account '{name}' could not be created or found.")
     return int(existing), True
 
@@ -406,7 +404,7 @@ def _wallet_or_open(session: Session, user_id: int, *, now: datetime) -> int:
     existing = wallet_id(session, user_id)
     if existing is not None:
         return existing
-    if session.connection().execute(USER_EXISTS, {"user_id": user_id}).scalar() is None:
+    if session.connection().execute(_USER_EXISTS, {"user_id": user_id}).scalar() is None:
         raise NotFound(f"There is no user with id {user_id}.")
     return open_user_wallet(session, user_id, now=now)
 
@@ -496,11 +494,11 @@ def _write(
     if tx_id is None:
         # ON CONFLICT DO NOTHING: this key was used before (or by a concurrent request that committed
         # while we waited on PostgreSQL). Nothing was written; answer with the first result.
-        assert idem is not None
-        replay = _find_replay(conn, idem)
-        assert replay is not None, (
-            "a conflicting idempotency key must be visible after the conflict"
-        )
+        replay = _find_replay(conn, idem) if idem is not None else None
+        if replay is None:  # pragma: no cover - a conflict needs a key, and a committed row to see
+            raise RuntimeError(
+                "ledger: the transaction insert conflicted but no earlier one exists"
+            )
         return replay
     params: dict[str, object] = {"tx_id": tx_id, "now": now}
     for i, ((acc, amount), (_, after)) in enumerate(zip(entries, new_balances, strict=True)):
@@ -737,7 +735,7 @@ def get_balance(session: Session, user_id: int) -> int:
     balance = conn.execute(_BALANCE_OF, {"user_id": user_id}).scalar()
     if balance is not None:
         return int(balance)
-    if conn.execute(USER_EXISTS, {"user_id": user_id}).scalar() is None:
+    if conn.execute(_USER_EXISTS, {"user_id": user_id}).scalar() is None:
         raise NotFound(f"There is no user with id {user_id}.")
     return 0
 

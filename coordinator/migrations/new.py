@@ -23,7 +23,9 @@ def main(argv: list[str]) -> int:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection_url"] = url
-        numbered = sorted(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+        numbered = sorted(
+            p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+        )
         rev_id = f"{int(numbered[-1]) + 1:04d}" if numbered else "0001"
         command.revision(cfg, message=argv[0], autogenerate=True, rev_id=rev_id)
     return 0

@@ -141,6 +141,13 @@ class LeaseFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseReleased:
+    """The node gave the lease back unfinished (its owner paused or stopped it): requeue, no attempt lost."""
+
+    lease_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MoreReplicas:
     """The verifier needs ``count`` more results for the task (results disagreed)."""
 
@@ -168,6 +175,7 @@ Event = (
     | NodeLost
     | LeaseReported
     | LeaseFailed
+    | LeaseReleased
     | MoreReplicas
     | TaskClosed
     | JobCancelled
@@ -305,6 +313,13 @@ class Scheduler:
                 return []
             case LeaseFailed(lease_id, reason):
                 return self._fail_lease(lease_id, reason)
+            case LeaseReleased(lease_id):
+                released = self._end_lease(lease_id, keep_holder=False)
+                task = self.tasks.get(released.task_id) if released is not None else None
+                if task is not None:
+                    task.pending += 1
+                    self._enqueue(task)
+                return []
             case MoreReplicas(task_id, count):
                 task = self.tasks.get(task_id)
                 if task is not None and count > 0:

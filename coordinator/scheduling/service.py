@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,7 +75,7 @@ WORK_TOPIC = "work"
 RESULT_STATUSES = frozenset({"succeeded", "failed", "timeout", "oom", "output_too_large"})
 # Statuses that say the node could not run it (Docker missing, image missing, crash): retry elsewhere.
 RUN_ERROR_STATUSES = frozenset({"error"})
-MAX_LOG_BYTES_PER_TASK = 1024 * 1024
+MAX_LOG_BYTES_PER_TASK = 1024 * 1024  # per lease: what a submitter can read back
 NODE_SEEN_WRITE_EVERY = timedelta(seconds=15)
 
 
@@ -213,6 +214,8 @@ class Dispatcher:
         # leases the worker must be told to stop, per node (job cancelled, task decided elsewhere)
         self.cancelled: dict[str, set[str]] = {}
         self._node_seen_written: dict[str, datetime] = {}
+        self._log_bytes: dict[str, int] = {}
+        self._log_lock = threading.Lock()
         self._tick_task: asyncio.Task[None] | None = None
         self.counters = {
             "leases_granted": 0,
@@ -225,8 +228,9 @@ class Dispatcher:
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    def _apply(self, effects: _Effects) -> None:
-        """Feed a transaction's outcome to the core (on the loop thread)."""
+    async def _apply(self, effects: _Effects) -> None:
+        """Feed a transaction's outcome to the core (on the loop thread), then persist what the core decided
+        in turn (tasks out of attempts fail, which may end their jobs)."""
         now = self.clock()
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
@@ -235,10 +239,22 @@ class Dispatcher:
             for entry in entries:
                 self.core.handle(core.TaskQueued(entry), now)
             effects.wake = effects.wake or bool(entries)
+        failed: list[core.FailTask] = []
         for event in effects.events:
-            self._route(self.core.handle(event, now))
+            decisions = self.core.handle(event, now)
+            self._route(decisions)
+            failed += [d for d in decisions if isinstance(d, core.FailTask)]
         if effects.wake:
-            asyncio.get_running_loop().create_task(self.wake.publish(WORK_TOPIC))
+            await self.wake.publish(WORK_TOPIC)
+        if failed:
+            more = await self._db(self._persist_failures, failed, now)
+            await self._apply(more)
+
+    def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
+        effects = _Effects()
+        with self.db.write() as session:
+            self._fail_tasks(session, [(d.task_id, d.reason) for d in failed], effects, now)
+        return effects
 
     def _route(self, decisions: Sequence[core.Decision]) -> None:
         """Decisions that need no database write right away (cancellations are told via heartbeats)."""
@@ -250,7 +266,7 @@ class Dispatcher:
     async def start(self, tick_s: float = 1.0) -> None:
         await self.wake.start()
         effects, leases, reported = await self._db(self._load)
-        self._apply(effects)
+        await self._apply(effects)
         # Live workers renew within a lease TTL of the restart; the others expire and their tasks requeue.
         deadline = self.clock() + self.core.lease_ttl
         for lease_id, task_id, node_id, owner_id in leases:
@@ -424,7 +440,7 @@ class Dispatcher:
             return submitted, effects
 
         submitted, effects = await self._db(work)
-        self._apply(effects)
+        await self._apply(effects)
         return submitted
 
     async def cancel(self, principal: Principal, job_id: str) -> int:
@@ -454,7 +470,7 @@ class Dispatcher:
             return refund, effects
 
         refund, effects = await self._db(work)
-        self._apply(effects)
+        await self._apply(effects)
         return refund
 
     # -- workers ---------------------------------------------------------------------------------------
@@ -619,9 +635,8 @@ class Dispatcher:
         self._route(decisions)
         self.counters["leases_expired"] += len(expired)
         effects = await self._db(self._persist_expiry, expired, failed, now)
-        self._apply(effects)
-        if expired:
-            await self.wake.publish(WORK_TOPIC)
+        effects.wake = effects.wake or bool(expired)
+        await self._apply(effects)
 
     def _persist_expiry(
         self, expired: list[core.Expire], failed: list[core.FailTask], now: datetime
@@ -667,7 +682,7 @@ class Dispatcher:
     # -- results ---------------------------------------------------------------------------------------
     async def report(self, node: Node, results: Sequence[ReportedResult]) -> list[Outcome]:
         outcomes, effects = await self._db(self._record_results, node, list(results))
-        self._apply(effects)
+        await self._apply(effects)
         return outcomes
 
     def _record_results(
@@ -725,14 +740,21 @@ class Dispatcher:
         lease.reported_at = now
         lease.status = result.status[:24]
         lease.reason = result.reason[:500]
+        if (
+            result.status == "cancelled"
+        ):  # the node's owner paused or stopped it: no attempt is lost
+            lease.state = LEASE_CANCELLED
+            session.add(lease)
+            effects.events.append(core.LeaseReleased(lease.id))
+            effects.wake = True
+            return Outcome(lease.id, "accepted", "Given back; the task goes to another node.")
         if result.status in RUN_ERROR_STATUSES or result.status not in RESULT_STATUSES:
             lease.state = LEASE_FAILED
             session.add(lease)
-            task.state = TASK_QUEUED if task.state == TASK_RUNNING else task.state
+            task.attempts += 1
             session.add(task)
-            effects.events.append(
-                core.LeaseFailed(lease.id, result.reason or "The node could not run the task.")
-            )
+            reason = result.reason or "The node could not run the task."
+            effects.events.append(core.LeaseFailed(lease.id, reason))
             effects.wake = True
             return Outcome(
                 lease.id, "accepted", "Recorded as a failed run; the task will be retried."
@@ -817,7 +839,8 @@ class Dispatcher:
     ) -> None:
         leases = session.exec(select(Lease).where(Lease.task_id == task.id)).all()
         reported = [x for x in leases if x.state == LEASE_REPORTED]
-        running = sum(1 for x in leases if x.state == LEASE_ACTIVE)
+        # Replicas still to come: running ones and those queued but not leased yet.
+        running = max(0, task.replicas_needed - len(reported))
         max_replicas = max(spec.replicas, task.quorum) + self.max_extra_replicas
         verdict = verification.decide(
             [verification.Reported(x.id, x.node_id, x.result_hash or "") for x in reported],
@@ -968,13 +991,24 @@ class Dispatcher:
             rows: list[dict[str, Any]] = []
             for lease_id, stream, text in lines:
                 if lease_id not in tasks:
-                    tasks[lease_id] = self.lease_for_node(node, lease_id).task_id
+                    # Any state: the last lines of a run may arrive just after its result.
+                    tasks[lease_id] = self.lease_for_node(node, lease_id, active=False).task_id
+                text = text[:8192]
+                with self._log_lock:  # a lease's log is capped; what is past the cap is dropped
+                    if (
+                        len(self._log_bytes) > 100_000
+                    ):  # old leases' counters: forget them wholesale
+                        self._log_bytes.clear()
+                    used = self._log_bytes.get(lease_id, 0)
+                    if used + len(text) > MAX_LOG_BYTES_PER_TASK:
+                        continue
+                    self._log_bytes[lease_id] = used + len(text)
                 rows.append(
                     {
                         "task_id": tasks[lease_id],
                         "lease_id": lease_id,
                         "stream": "stderr" if stream == "stderr" else "stdout",
-                        "text": text[:8192],
+                        "text": text,
                         "created_at": now,
                     }
                 )

@@ -20,7 +20,10 @@ QUARANTINE_AFTER = 3
 
 
 def result_hash(
-    exit_code: int, stdout_sha256: str, outputs: Iterable[tuple[str, str]], status: str = "succeeded"
+    exit_code: int,
+    stdout_sha256: str,
+    outputs: Iterable[tuple[str, str]],
+    status: str = "succeeded",
 ) -> str:
     """The comparable identity of a run: how it ended (status and exit code), its stdout and each
     (path, sha256) of its outputs."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlmodel import func, select
 
 from coordinator.clock import utcnow
-from coordinator.jobs.models import Blob, Job, Task
+from coordinator.jobs.models import TASK_FINAL, Blob, Job, Task
 from coordinator.ledger import service as ledger
 from coordinator.ledger.models import LedgerAccount
 from coordinator.scheduling.service import PollRequest, ReportedResult, ReportedUsage
@@ -79,19 +79,25 @@ class StandInWorker:
         )
         self.node = c.coordinator.nodes.authenticate(reply.node_credential)
 
-    def run_one(self, outputs: dict[str, bytes], stdout: bytes, logs: list[tuple[str, str]]) -> str:
-        """Lease one task, 'run' it producing ``outputs`` and ``stdout``, report it; returns the task id."""
+    def run_one(
+        self, outputs: dict[str, bytes], stdout: bytes, logs: list[tuple[str, str]]
+    ) -> tuple[str, str] | None:
+        """Lease one task, 'run' it producing ``outputs`` and ``stdout``, report it; returns (job id, task
+        id), or None when the scheduler had nothing for this node."""
         dispatcher = self.c.coordinator.dispatcher
         request = PollRequest(
             max_tasks=1,
             free_cpu_cores=8,
             free_memory_gb=16,
             free_gpus=0,
-            wait_s=5,
+            wait_s=1,
             docker_available=True,
             allow_network=False,
         )
-        (grant,) = run_on_loop(self.c, dispatcher.poll(self.node, request))
+        grants = run_on_loop(self.c, dispatcher.poll(self.node, request))
+        if not grants:
+            return None
+        (grant,) = grants
         if logs:
             run_on_loop(
                 self.c,
@@ -120,4 +126,26 @@ class StandInWorker:
             ),
         )
         assert outcome.outcome == "accepted", outcome
-        return grant.task_id
+        return grant.job_id, grant.task_id
+
+
+def complete_only_task(
+    c: RunningCoordinator, outputs: dict[str, bytes], stdout: bytes, logs: list[tuple[str, str]]
+) -> str:
+    """Have volunteers (distinct owners, as the verifier wants) run the one queued task until the
+    verifier decides it; only the first one logs. Returns the job id."""
+    job_id = ""
+    for n in range(6):
+        _, token = c.signup(f"volunteer{n}")
+        ran = StandInWorker(c, token, f"volunteer{n}-pc").run_one(
+            outputs, stdout, logs if n == 0 else []
+        )
+        if ran is None:
+            continue
+        job_id, task_id = ran
+        with c.coordinator.db.read() as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+            if task.state in TASK_FINAL:
+                return job_id
+    raise AssertionError(f"the verifier did not decide job {job_id} after 6 volunteers")

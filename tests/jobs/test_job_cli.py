@@ -13,7 +13,7 @@ import pytest
 
 from client_gui.engine import job_cli
 from tests.jobs.conftest import JobsCoordinator
-from tests.jobs.helpers import CPT, StandInWorker, balance, counts, fund, sha
+from tests.jobs.helpers import CPT, balance, complete_only_task, counts, fund, sha
 from tests.support import PASSWORD, bearer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,9 +224,11 @@ def test_logs_and_results_of_a_finished_job(
         "submit", "--image", "alpine", "--output", "out.txt", "--budget", "1", "--", "true"
     )
     job_id = out.strip()
-    _, volunteer = sqlite_jobs.running.signup("wendy")
-    StandInWorker(sqlite_jobs.running, volunteer, "wendy-pc").run_one(
-        {"out.txt": b"42\n"}, b"hello\n", [("stdout", "starting"), ("stderr", "careful")]
+    assert job_id == complete_only_task(
+        sqlite_jobs.running,
+        {"out.txt": b"42\n"},
+        b"hello\n",
+        [("stdout", "starting"), ("stderr", "careful")],
     )
     code, out, err = cli("logs", job_id, "--follow")
     assert (code, out, err) == (0, "starting\n", "careful\n")

@@ -22,7 +22,7 @@ from client_gui.engine.jobs_client import (
     spec_from_dict,
 )
 from tests.jobs.conftest import JobsCoordinator
-from tests.jobs.helpers import CPT, StandInWorker, balance, counts, fund, sha
+from tests.jobs.helpers import CPT, balance, complete_only_task, counts, fund, sha
 from tests.support import PASSWORD
 
 SPEC = {
@@ -187,9 +187,11 @@ def test_logs_download_and_wait_on_a_finished_job(
 ) -> None:
     _, client = signed_in(sqlite_jobs, "ada")
     job_id = client.submit(SPEC)
-    _, volunteer = sqlite_jobs.running.signup("wendy")
-    StandInWorker(sqlite_jobs.running, volunteer, "wendy-pc").run_one(
-        {"out.txt": b"42\n"}, b"hello\n", [("stdout", "starting"), ("stderr", "careful")]
+    assert job_id == complete_only_task(
+        sqlite_jobs.running,
+        {"out.txt": b"42\n"},
+        b"hello\n",
+        [("stdout", "starting"), ("stderr", "careful")],
     )
     final = client.wait(job_id, timeout_s=10, poll_s=0.1)
     assert final.state == "completed" and final.tasks[0].has_result

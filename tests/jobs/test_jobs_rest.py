@@ -11,8 +11,8 @@ import httpx
 from tests.jobs.conftest import JobsCoordinator
 from tests.jobs.helpers import (
     CPT,
-    StandInWorker,
     balance,
+    complete_only_task,
     counts,
     escrow_balance,
     fund,
@@ -329,11 +329,10 @@ def test_an_oversized_upload_is_refused_and_not_kept(small_inputs: JobsCoordinat
 
 # -- logs and results of a finished task ---------------------------------------------------------------------
 def finished_job(c: RunningCoordinator, token: str) -> str:
-    """A job whose one task a stand-in worker ran: two log lines, out.txt and stdout."""
+    """A job whose one task stand-in workers ran: two log lines, out.txt and stdout."""
     job_id = str(submit(c, token).json()["job_id"])
-    _, volunteer = c.signup("wendy")
-    StandInWorker(c, volunteer, "wendy-pc").run_one(
-        {"out.txt": b"42\n"}, b"stdout says hi\n", [("stdout", "starting"), ("stderr", "warn")]
+    assert job_id == complete_only_task(
+        c, {"out.txt": b"42\n"}, b"stdout says hi\n", [("stdout", "starting"), ("stderr", "warn")]
     )
     return job_id
 
@@ -341,10 +340,9 @@ def finished_job(c: RunningCoordinator, token: str) -> str:
 def test_logs_as_json_and_as_server_sent_events(sqlite_jobs: JobsCoordinator) -> None:
     c = sqlite_jobs.running
     _, token = funded(c, "ada")
+    job_id = finished_job(c, token)
     queued = submit(c, token).json()["job_id"]
     assert c.http.get(f"/api/v1/jobs/{queued}/tasks/0/logs", headers=bearer(token)).json() == []
-
-    job_id = finished_job(c, token)
     lines = c.http.get(f"/api/v1/jobs/{job_id}/tasks/0/logs", headers=bearer(token)).json()
     assert [(x["stream"], x["text"]) for x in lines] == [("stdout", "starting"), ("stderr", "warn")]
     after_first = c.http.get(

@@ -129,28 +129,30 @@ def test_result_hash_ignores_the_order_of_outputs(order: list[tuple[str, str]]) 
 
 
 @pytest.mark.parametrize(
-    ("exit_code", "stdout", "outputs"),
+    ("status", "exit_code", "stdout", "outputs"),
     [
-        (1, sha("hi"), OUTPUTS),
-        (0, sha("hi!"), OUTPUTS),
-        (0, sha("hi"), [("out/a.txt", sha("A")), *OUTPUTS[1:]]),  # a file's content
-        (0, sha("hi"), [("out/a2.txt", sha("a")), *OUTPUTS[1:]]),  # a file's name
-        (0, sha("hi"), OUTPUTS[:2]),  # a file missing
-        (0, sha("hi"), [*OUTPUTS, ("extra", sha(""))]),  # a file more
-        (0, sha("hi"), [("out/a.txt", sha("b")), ("out/b.bin", sha("a")), OUTPUTS[2]]),  # swapped
+        ("timeout", 0, sha("hi"), OUTPUTS),
+        ("succeeded", 1, sha("hi"), OUTPUTS),
+        ("succeeded", 0, sha("hi!"), OUTPUTS),
+        ("succeeded", 0, sha("hi"), [("out/a.txt", sha("A")), *OUTPUTS[1:]]),  # a file's content
+        ("succeeded", 0, sha("hi"), [("out/a2.txt", sha("a")), *OUTPUTS[1:]]),  # a file's name
+        ("succeeded", 0, sha("hi"), OUTPUTS[:2]),  # a file missing
+        ("succeeded", 0, sha("hi"), [*OUTPUTS, ("extra", sha(""))]),  # a file more
+        ("succeeded", 0, sha("hi"), [("out/a.txt", sha("b")), ("out/b.bin", sha("a")), OUTPUTS[2]]),
     ],
-    ids=["exit", "stdout", "content", "name", "missing", "extra", "swapped"],
+    ids=["status", "exit", "stdout", "content", "name", "missing", "extra", "swapped-contents"],
 )
 def test_result_hash_changes_with_anything_the_run_produced(
-    exit_code: int, stdout: str, outputs: list[tuple[str, str]]
+    status: str, exit_code: int, stdout: str, outputs: list[tuple[str, str]]
 ) -> None:
-    assert result_hash(exit_code, stdout, outputs) != result_hash(0, sha("hi"), OUTPUTS)
+    assert result_hash(exit_code, stdout, outputs, status) != result_hash(0, sha("hi"), OUTPUTS)
 
 
 def test_result_hash_is_a_sha256_hex_digest_and_stable() -> None:
     h = result_hash(0, sha("hi"), iter(OUTPUTS))  # any iterable, consumed once
     assert len(h) == 64 and int(h, 16) >= 0
     assert h == result_hash(0, sha("hi"), list(OUTPUTS))
+    assert h == result_hash(0, sha("hi"), OUTPUTS, "succeeded")  # the default status
 
 
 # -- trust -------------------------------------------------------------------------------------------------
