@@ -20,6 +20,7 @@ import asyncio
 import os
 import random
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_sql_rate(url: str, synchronous: str, n: int = 3000) -> float:
+def bare_sql_rate(url: str, synchronous: str, scratch: Path, n: int = 3000) -> float:
     """Transactions/s of the same shape as a transfer (lock two balances, insert a transaction and two
     entries, update two balances, commit) through the bare driver on the same database: the ceiling
     that the ledger, SQLAlchemy and gRPC are measured against."""
@@ -100,7 +101,7 @@ def bare_sql_rate(url: str, synchronous: str, n: int = 3000) -> float:
     if parsed.get_backend_name() == "sqlite":
         import sqlite3
 
-        conn = sqlite3.connect(Path(tempfile.mkdtemp()) / "bare.db", isolation_level=None)
+        conn = sqlite3.connect(scratch / "bare.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         for stmt in ddl:
@@ -339,7 +340,7 @@ def main() -> int:
                 f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f} {r.cpu_us_per_transfer:>13.0f}"
             )
         print(
-            f"bare driver, same transaction shape, 1 connection: {bare_sql_rate(url, args.sqlite_synchronous):.0f} tx/s"
+            f"bare driver, same transaction shape, 1 connection: {bare_sql_rate(url, args.sqlite_synchronous, tmp):.0f} tx/s"
         )
         with db.read() as session:
             problems = ledger.audit(session)
@@ -360,6 +361,7 @@ def main() -> int:
             with admin_engine.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin_engine.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

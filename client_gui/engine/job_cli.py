@@ -309,12 +309,17 @@ def _spec_from_file(client: JobsClient, args: argparse.Namespace) -> dict[str, A
     inputs = raw.get("inputs") or []
     if not isinstance(inputs, list):
         raise UsageError(f"In {path}, inputs must be a list.")
-    for item in inputs:
-        if isinstance(item, dict) and "local" in item:
-            local = path.parent / str(item.pop("local"))
-            item.setdefault("path", local.name)
-            item["sha256"] = _upload(client, local)
-    spec_from_dict(raw)  # refuse a malformed spec before anything is sent
+    local_inputs = [i for i in inputs if isinstance(i, dict) and "local" in i]
+    for item in local_inputs:
+        local = path.parent / str(item.pop("local"))
+        item.setdefault("path", local.name)
+        item["_local"] = local
+    # Refuse a malformed spec before anything is uploaded.
+    spec_from_dict(
+        raw | {"inputs": [{k: v for k, v in i.items() if k != "_local"} for i in inputs]}
+    )
+    for item in local_inputs:
+        item["sha256"] = _upload(client, item.pop("_local"))
     return raw
 
 

@@ -14,6 +14,7 @@ from coordinator.clock import Clock
 from coordinator.errors import Unauthenticated
 
 ISSUER = "hivemind-coordinator"
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,9 @@ class TokenIssuer:
         self._secret = secret
         self.ttl_s = ttl_s
         self._clock = clock
+        # token -> (principal, expiry): a verified signature stays verified until the token expires, so
+        # a busy client does not pay for HMAC and JSON decoding on every call.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, user_id: int, username: str, role: str) -> str:
         now = self._clock()
@@ -60,6 +64,16 @@ class TokenIssuer:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > self._clock().timestamp():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # simple bound; entries are cheap to rebuild
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         if not token:
             raise Unauthenticated(
                 "Sign in first: this call needs an access token (authorization: Bearer <token>)."
@@ -83,9 +97,10 @@ class TokenIssuer:
                 "The access token is not valid. Sign in again to get a new one."
             ) from None
         try:
-            return Principal(
+            principal = Principal(
                 user_id=int(claims["sub"]), username=str(claims["name"]), role=str(claims["role"])
             )
+            return principal, float(claims["exp"])
         except (KeyError, ValueError):
             raise Unauthenticated(
                 "The access token is not valid. Sign in again to get a new one."

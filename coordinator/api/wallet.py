@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, StrictInt
 
 from coordinator.api.deps import CurrentUser, ServicesDep
-from coordinator.ledger.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, StatementRow, format_cpt
+from coordinator.ledger.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, StatementRow
 from coordinator.ledger.usecases import Ledger
 
 router = APIRouter(prefix="/api/v1/wallet", tags=["wallet"])
@@ -99,18 +99,13 @@ def transfer(body: TransferBody, user: CurrentUser, ledger: LedgerDep) -> Transf
         idempotency_key=body.idempotency_key,
         memo=body.memo,
     )
-    message = (
-        "This transfer was already made with this idempotency key; nothing was sent again."
-        if result.replayed
-        else f"Sent {format_cpt(result.amount_micro)} to {result.recipient_username}."
-    )
     return TransferOut(
         transaction_id=str(result.transaction_id),
         recipient=result.recipient_username,
         amount_micro=result.amount_micro,
         new_balance_micro=result.new_balance_micro,
         replayed=result.replayed,
-        message=message,
+        message=result.message,
     )
 
 

@@ -117,6 +117,15 @@ class TransferResult:
     created_at: datetime
     replayed: bool
 
+    @property
+    def message(self) -> str:
+        """What to tell the sender."""
+        if self.replayed:
+            return (
+                "This transfer was already made with this idempotency key; nothing was sent again."
+            )
+        return f"Sent {format_cpt(self.amount_micro)} to {self.recipient_username}."
+
 
 @dataclass(frozen=True, slots=True)
 class StatementRow:

@@ -36,15 +36,9 @@ class TokenServicer(RpcBase, tokens_pb2_grpc.TokenServiceServicer):
                 memo=request.memo,
             ),
         )
-        if result.replayed:
-            message = (
-                "This transfer was already made with this idempotency key; nothing was sent again."
-            )
-        else:
-            message = f"Sent {format_cpt(result.amount_micro)} to {result.recipient_username}."
         return tokens_pb2.TransferResponse(
             success=True,
-            message=message,
+            message=result.message,
             new_balance_micro=result.new_balance_micro,
             transaction_id=str(result.transaction_id),
         )

@@ -167,6 +167,8 @@ class _Effects:
         default_factory=list
     )
     wake: bool = False
+    # node id -> its trust as this transaction wrote it
+    trust: dict[str, verification.TrustState] = field(default_factory=dict)
 
 
 class Dispatcher:
@@ -214,6 +216,10 @@ class Dispatcher:
         # leases the worker must be told to stop, per node (job cancelled, task decided elsewhere)
         self.cancelled: dict[str, set[str]] = {}
         self._node_seen_written: dict[str, datetime] = {}
+        # Trust as last written, for the nodes whose trust changed since the start. A polling node's row may
+        # be older (the servicer caches it, a long-poll holds it), and a node quarantined meanwhile must get
+        # no more work. Only this process writes trust, so this is never behind the database.
+        self.trust: dict[str, verification.TrustState] = {}
         self._log_bytes: dict[str, int] = {}
         self._log_lock = threading.Lock()
         self._tick_task: asyncio.Task[None] | None = None
@@ -232,6 +238,11 @@ class Dispatcher:
         """Feed a transaction's outcome to the core (on the loop thread), then persist what the core decided
         in turn (tasks out of attempts fail, which may end their jobs)."""
         now = self.clock()
+        for node_id, trust in effects.trust.items():
+            known = self.trust.get(node_id)
+            # Transactions may be applied out of commit order; each one counts one more result.
+            if known is None or _results(trust) >= _results(known):
+                self.trust[node_id] = trust
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
             for info in tasks:
@@ -475,6 +486,7 @@ class Dispatcher:
 
     # -- workers ---------------------------------------------------------------------------------------
     def _offer(self, node: Node, req: PollRequest) -> core.NodeOffer:
+        trust = self.trust.get(node.id) or self._trust(node)
         return core.NodeOffer(
             node_id=node.id,
             owner_id=node.owner_id,
@@ -485,8 +497,8 @@ class Dispatcher:
             gpu_name=node.gpu_name,
             docker=req.docker_available,
             allow_network=req.allow_network,
-            trusted=node.valid_streak >= verification.TRUST_STREAK and not node.quarantined,
-            quarantined=node.quarantined,
+            trusted=trust.trusted,
+            quarantined=trust.quarantined,
             max_tasks=max(0, min(req.max_tasks, 64)),
         )
 
@@ -494,10 +506,10 @@ class Dispatcher:
         """Lease up to ``req.max_tasks`` tasks that fit, waiting up to ``req.wait_s`` for some to appear."""
         loop = asyncio.get_running_loop()
         wait_until = loop.time() + max(0.0, min(req.wait_s, self.max_poll_wait_s))
-        offer = self._offer(node, req)
         await self.liveness.touch(node.id, self.clock())
         while True:
             now = self.clock()
+            offer = self._offer(node, req)  # afresh: the node's trust may change during a long-poll
             grants = [
                 d for d in self.core.handle(core.Poll(offer), now) if isinstance(d, core.Grant)
             ]
@@ -865,7 +877,13 @@ class Dispatcher:
             case verification.Accept(accepted_hash, valid, invalid):
                 by_id = {x.id: x for x in reported}
                 self._settle(
-                    session, job, task, [by_id[i] for i in valid], [by_id[i] for i in invalid], now
+                    session,
+                    job,
+                    task,
+                    [by_id[i] for i in valid],
+                    [by_id[i] for i in invalid],
+                    effects,
+                    now,
                 )
                 winner = by_id[valid[0]]
                 task.result_hash = accepted_hash
@@ -902,6 +920,7 @@ class Dispatcher:
         task: Task,
         valid: list[Lease],
         invalid: list[Lease],
+        effects: _Effects,
         now: datetime,
     ) -> None:
         """Charge the submitter's escrow for each agreeing replica and pay its node's owner, minus the fee."""
@@ -910,9 +929,20 @@ class Dispatcher:
         usages = [pricing.Usage(**x.usage["checked"]) for x in valid]
         agreed = pricing.smallest(usages)
         fees = ledger.system_accounts(session, now=now).fees
+        # Lock the nodes before reading their trust, so that tasks settled at the same moment (other jobs,
+        # other transactions) each count; always in id order, so two settlements cannot deadlock.
+        nodes = {
+            n.id: n
+            for n in session.exec(
+                select(Node)
+                .where(col(Node.id).in_(sorted({x.node_id for x in valid + invalid})))
+                .order_by(col(Node.id))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        }
         for lease in valid:
-            node = session.get(Node, lease.node_id)
-            assert node is not None
+            node = nodes[lease.node_id]
             charge = pricing.price_micro(
                 agreed,
                 memory_gb=spec.resources.memory_gb,
@@ -942,15 +972,14 @@ class Dispatcher:
             job.charged_micro += charge
             task.charged_micro += charge
             trust = verification.after_valid(self._trust(node))
-            self._store_trust(session, node, trust)
+            self._store_trust(session, node, trust, effects)
         for lease in invalid:
             lease.state = LEASE_INVALID
             lease.reason = "The result disagreed with the quorum; not paid."
             session.add(lease)
-            node = session.get(Node, lease.node_id)
-            assert node is not None
+            node = nodes[lease.node_id]
             trust = verification.after_invalid(self._trust(node))
-            self._store_trust(session, node, trust)
+            self._store_trust(session, node, trust, effects)
             if trust.quarantined:
                 logger.warning(
                     "node quarantined",
@@ -965,7 +994,10 @@ class Dispatcher:
         )
 
     @staticmethod
-    def _store_trust(session: Session, node: Node, trust: verification.TrustState) -> None:
+    def _store_trust(
+        session: Session, node: Node, trust: verification.TrustState, effects: _Effects
+    ) -> None:
+        effects.trust[node.id] = trust
         node.valid_streak = trust.valid_streak
         node.valid_results = trust.valid_results
         node.invalid_results = trust.invalid_results
@@ -1043,6 +1075,10 @@ class Dispatcher:
             task = session.get(Task, task_id)
             final = task is None or task.state in TASK_FINAL
         return rows, final
+
+
+def _results(trust: verification.TrustState) -> int:
+    return trust.valid_results + trust.invalid_results
 
 
 def parse_outputs(items: Sequence[tuple[str, str, int]]) -> tuple[tuple[str, str, int], ...]:

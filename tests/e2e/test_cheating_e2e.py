@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlmodel import select
@@ -18,7 +19,14 @@ from coordinator.ledger.models import MICRO_PER_CPT
 from coordinator.nodes.models import Node
 from coordinator.verification.core import QUARANTINE_AFTER, TRUST_STREAK
 from tests.e2e.cluster import Cluster, cluster
-from tests.e2e.test_failures_e2e import in_state, leases_of, paid_by_owner, payments, wait_for
+from tests.e2e.test_failures_e2e import (
+    HandNode,
+    in_state,
+    leases_of,
+    paid_by_owner,
+    payments,
+    wait_for,
+)
 
 GRANT = 100 * MICRO_PER_CPT
 ANSWER = ["sh", "-c", "echo 42 > answer.txt; echo done"]
@@ -135,6 +143,40 @@ def test_a_repeat_offender_is_quarantined_and_gets_no_more_work(
         assert mallory.node_id not in {x.node_id for x in leases}
         assert sorted(paid_by_owner(c, in_state(c, after, "valid"))) == ["bob", "carol"]
         assert c.balance("mallory") == 0
+        assert c.audit() == []
+
+
+def test_disagreements_settled_at_the_same_moment_all_count(db_url: str, tmp_path: Path) -> None:
+    jobs = 6
+    with cluster(db_url, tmp_path) as c:
+        c.user("alice", grant_cpt=100)
+        job_ids = [
+            c.submit("alice", command=ANSWER, output_paths=["out.txt"], replicas=3, quorum=2)
+            for _ in range(jobs)
+        ]
+        mallory, bob, carol = (HandNode(c, name) for name in ("mallory", "bob", "carol"))
+        forged = [mallory.deliver(x.lease_id, b"43\n") for x in mallory.poll_many(jobs)]
+        assert mallory.report(*forged) == ["accepted"] * jobs
+        assert (
+            bob.report(*[bob.deliver(x.lease_id) for x in bob.poll_many(jobs)])
+            == ["accepted"] * jobs
+        )
+        # Each of carol's results settles one job: reported one by one at once, they are settled together.
+        deciding = [carol.deliver(x.lease_id) for x in carol.poll_many(jobs)]
+        with ThreadPoolExecutor(jobs) as pool:
+            outcomes = list(pool.map(carol.report, deciding))
+        assert outcomes == [["accepted"]] * jobs
+
+        assert {c.wait("alice", job_id, timeout_s=10).state for job_id in job_ids} == {"completed"}
+        cheat, honest = node_row(c, mallory.node_id), [node_row(c, n.node_id) for n in (bob, carol)]
+        assert (cheat.invalid_results, cheat.valid_results, cheat.quarantined) == (jobs, 0, True)
+        assert [(n.valid_results, n.valid_streak, n.invalid_results) for n in honest] == [
+            (jobs, jobs, 0)
+        ] * 2
+        paid = paid_by_owner(c, [x for job_id in job_ids for x in in_state(c, job_id, "valid")])
+        assert sorted(paid) == ["bob", "carol"] and c.balance("mallory") == 0
+        assert c.balance("bob") == paid["bob"] and c.balance("carol") == paid["carol"]
+        assert payments(c) == 2 * jobs
         assert c.audit() == []
 
 

@@ -119,14 +119,18 @@ class HandNode:
         self.stub = worker_pb2_grpc.WorkerServiceStub(c.running.channel)
 
     def poll(self) -> worker_pb2.Lease:
+        (lease,) = self.poll_many(1)
+        return lease
+
+    def poll_many(self, count: int) -> list[worker_pb2.Lease]:
         reply = self.stub.PollTasks(
             worker_pb2.PollTasksRequest(
-                max_tasks=1, free_cpu_cores=4, free_memory_gb=8, wait_s=5, docker_available=True
+                max_tasks=count, free_cpu_cores=4, free_memory_gb=8, wait_s=5, docker_available=True
             ),
             metadata=self.metadata,
         )
-        (lease,) = reply.leases
-        return lease
+        assert len(reply.leases) == count, reply
+        return list(reply.leases)
 
     def upload(self, lease_id: str, path: str, data: bytes) -> str:
         first = jobs_pb2.FileChunk(
@@ -142,22 +146,22 @@ class HandNode:
         return b"".join(chunk.data for chunk in chunks)
 
     @staticmethod
-    def result(lease_id: str) -> worker_pb2.TaskResult:
-        """The report of a run that printed STDOUT and wrote OUTPUT to out.txt."""
+    def result(lease_id: str, output: bytes = OUTPUT) -> worker_pb2.TaskResult:
+        """The report of a run that printed STDOUT and wrote ``output`` to out.txt."""
         return worker_pb2.TaskResult(
             lease_id=lease_id,
             status="succeeded",
             exit_code=0,
             stdout_sha256=sha(STDOUT),
-            outputs=[jobs_pb2.OutputFile(path="out.txt", sha256=sha(OUTPUT), size=len(OUTPUT))],
+            outputs=[jobs_pb2.OutputFile(path="out.txt", sha256=sha(output), size=len(output))],
             usage=worker_pb2.Usage(cpu_seconds=0.5, peak_memory_bytes=2**20, wall_seconds=1.0),
         )
 
-    def deliver(self, lease_id: str) -> worker_pb2.TaskResult:
+    def deliver(self, lease_id: str, output: bytes = OUTPUT) -> worker_pb2.TaskResult:
         """Upload that run's stdout and out.txt for ``lease_id``; returns its report."""
         assert self.upload(lease_id, "@stdout", STDOUT) == sha(STDOUT)
-        assert self.upload(lease_id, "out.txt", OUTPUT) == sha(OUTPUT)
-        return self.result(lease_id)
+        assert self.upload(lease_id, "out.txt", output) == sha(output)
+        return self.result(lease_id, output)
 
     def report(self, *results: worker_pb2.TaskResult) -> list[str]:
         reply = self.stub.ReportResults(

@@ -1,0 +1,332 @@
+"""Dispatch throughput: N simulated workers with an instant executor against one real coordinator.
+
+    python bench/dispatch_bench.py --jobs 10000 --workers 100
+    python bench/dispatch_bench.py --jobs 10000 --workers 1000
+
+The coordinator runs as its own process (``hivemind coordinator``, SQLite by default or ``--db URL``). This
+process drives it over real gRPC: it registers the workers (spread over several owner accounts, since two
+replicas of a task never go to the same owner), submits the jobs as arrays (HTCondor's ``queue N``: one
+SubmitJob carries ``--array-size`` tasks, each an independent job with its own verified result), and runs
+every worker as a coroutine that long-polls for up to ``--slots`` leases at once, "runs" them instantly, and
+reports them in one batch. Nothing runs in a container: this measures the coordinator's dispatch path —
+leasing, verification (including the cross-check replicas that untrusted nodes get), payments through the
+ledger, and job completion.
+
+It prints jobs/s from the first submission to the last accepted result, and p50/p99 of submit-to-lease
+latency, then checks that every job completed and the ledger audit is clean. Bounded: it stops after
+``--time-limit`` seconds whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from shared_proto.v1 import (
+    jobs_pb2,
+    jobs_pb2_grpc,
+    nodes_pb2,
+    nodes_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+
+PASSWORD = "bench-password-123"
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_coordinator(data_dir: Path, db: str | None, grpc_port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env.update(
+        HIVEMIND_DATA_DIR=str(data_dir),
+        HIVEMIND_SIGNUP_GRANT_MICRO=str(
+            10**12
+        ),  # a million CPT each: budgets are not what is measured
+        HIVEMIND_LOG_LEVEL="WARNING",
+        HIVEMIND_SQLITE_SYNCHRONOUS="NORMAL",
+    )
+    if db:
+        env["HIVEMIND_DB"] = db
+    cmd = [
+        sys.executable,
+        "-m",
+        "coordinator",
+        "coordinator",
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(free_port()),
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def wait_ready(target: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = nodes_pb2_grpc.NodeManagerServiceStub(channel)
+        while True:
+            try:
+                await stub.HealthCheck(nodes_pb2.HealthCheckRequest(), timeout=2)
+                return
+            except grpc.aio.AioRpcError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+
+async def signup(users: users_pb2_grpc.UserServiceStub, name: str) -> str:
+    await users.Register(
+        users_pb2.RegisterRequest(username=name, email=f"{name}@bench.example", password=PASSWORD)
+    )
+    return str((await users.Login(users_pb2.LoginRequest(username=name, password=PASSWORD))).token)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.submitted_at: dict[str, float] = {}  # job id -> when its SubmitJob returned
+        self.first_lease: dict[str, float] = {}  # task id -> when its first lease reached a worker
+        self.task_job: dict[str, str] = {}
+        self.leases = 0
+        self.reports = 0
+
+
+async def simulated_worker(
+    channel: grpc.aio.Channel, credential: str, slots: int, stats: Stats, stop: asyncio.Event
+) -> None:
+    stub = worker_pb2_grpc.WorkerServiceStub(channel)
+    md = (("authorization", f"Bearer {credential}"),)
+    while not stop.is_set():
+        try:
+            reply = await stub.PollTasks(
+                worker_pb2.PollTasksRequest(
+                    max_tasks=slots,
+                    free_cpu_cores=slots,
+                    free_memory_gb=8,
+                    wait_s=2,
+                    docker_available=True,
+                ),
+                metadata=md,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if stop.is_set():
+                return
+            raise RuntimeError(f"poll failed: {exc.details()}") from exc
+        if not reply.leases:
+            continue
+        now = time.perf_counter()
+        for lease in reply.leases:
+            stats.leases += 1
+            stats.first_lease.setdefault(lease.task_id, now)
+            stats.task_job[lease.task_id] = lease.job_id
+        results = [
+            worker_pb2.TaskResult(
+                lease_id=lease.lease_id,
+                status="succeeded",
+                exit_code=0,
+                stdout_sha256=EMPTY_SHA,
+                usage=worker_pb2.Usage(
+                    cpu_seconds=0.001, wall_seconds=0.001, peak_memory_bytes=1024
+                ),
+            )
+            for lease in reply.leases
+        ]
+        await stub.ReportResults(worker_pb2.ReportResultsRequest(results=results), metadata=md)
+        stats.reports += len(results)
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    target = args.target
+    stats = Stats()
+    channels = [grpc.aio.insecure_channel(target) for _ in range(args.channels)]
+    main_channel = channels[0]
+    users = users_pb2_grpc.UserServiceStub(main_channel)
+    nodes = nodes_pb2_grpc.NodeManagerServiceStub(main_channel)
+    jobs = jobs_pb2_grpc.JobServiceStub(main_channel)
+
+    t0 = time.perf_counter()
+    submitter = await signup(users, "submitter")
+    owners = [await signup(users, f"owner{i:03d}") for i in range(args.owners)]
+    credentials = []
+    for i in range(args.workers):
+        token = owners[i % len(owners)]
+        reply = await nodes.RegisterWorkerNode(
+            nodes_pb2.RegisterWorkerNodeRequest(
+                hostname=f"sim-{i:04d}", cpu_cores=args.slots, memory_gb=8, cpu_score=100.0 * args.slots,
+                docker_status=True,
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )  # fmt: skip
+        credentials.append(reply.node_credential)
+    print(
+        f"setup: {len(owners)} owners, {args.workers} workers in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            simulated_worker(channels[i % len(channels)], cred, args.slots, stats, stop)
+        )
+        for i, cred in enumerate(credentials)
+    ]
+    submitter_md = (("authorization", f"Bearer {submitter}"),)
+    # Every simulated task's stdout is empty. Reports must name stored blobs, so store it once (the blob
+    # store is content-addressed; a real worker uploads its stdout with UploadOutput).
+    await jobs.UploadInput(_chunks(), metadata=submitter_md)
+
+    start = time.perf_counter()
+    job_ids: list[str] = []
+    remaining = args.jobs
+    while remaining > 0:
+        size = min(args.array_size, remaining)
+        spec = jobs_pb2.JobSpec(
+            name="bench",
+            image="hivemind/busybox:latest",
+            command=["true"],
+            array_size=size if size > 1 else 0,
+            resources=jobs_pb2.Resources(cpu_cores=1, memory_gb=0.5),
+            timeout_s=60,
+            max_budget_micro=size * 4 * 1_000_000,
+        )
+        reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec), metadata=submitter_md)
+        stats.submitted_at[reply.job_id] = time.perf_counter()
+        job_ids.append(reply.job_id)
+        remaining -= size
+    submit_done = time.perf_counter()
+
+    deadline = start + args.time_limit
+    pending = set(job_ids)
+    failed = 0
+    while pending and time.perf_counter() < deadline:
+        await asyncio.sleep(0.25)
+        for job_id in list(pending):
+            status = await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), metadata=submitter_md)
+            if status.state in ("completed", "failed", "cancelled"):
+                pending.discard(job_id)
+                failed += status.state != "completed"
+    end = time.perf_counter()
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for channel in channels:
+        await channel.close()
+
+    latencies = sorted(
+        stats.first_lease[t] - stats.submitted_at[j]
+        for t, j in stats.task_job.items()
+        if j in stats.submitted_at
+    )
+    completed_jobs = args.jobs if not pending else args.jobs - len(pending) * args.array_size
+    return {
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "completed": float(completed_jobs) if not failed else float("nan"),
+        "failed_arrays": failed,
+        "unfinished_arrays": len(pending),
+        "submit_s": submit_done - start,
+        "total_s": end - start,
+        "jobs_per_s": completed_jobs / (end - start),
+        "leases": stats.leases,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+    }
+
+
+async def _chunks() -> AsyncIterator[jobs_pb2.FileChunk]:
+    yield jobs_pb2.FileChunk(data=b"", expected_sha256=EMPTY_SHA, total_size=0)
+
+
+def audit(data_dir: Path, db: str | None) -> list[str]:
+    from coordinator.db import Database
+    from coordinator.ledger import service as ledger
+
+    database = Database(db or f"sqlite:///{data_dir / 'coordinator.db'}")
+    try:
+        with database.read() as session:
+            return ledger.audit(session)
+    finally:
+        database.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=100)
+    parser.add_argument(
+        "--owners", type=int, default=20, help="owner accounts the workers are spread over"
+    )
+    parser.add_argument(
+        "--slots", type=int, default=4, help="leases a simulated worker takes per poll"
+    )
+    parser.add_argument(
+        "--array-size", type=int, default=1000, help="tasks per SubmitJob (1 = one job per call)"
+    )
+    parser.add_argument(
+        "--channels", type=int, default=8, help="gRPC connections the workers share"
+    )
+    parser.add_argument(
+        "--db", help="database URL for the coordinator (default: SQLite in a temp dir)"
+    )
+    parser.add_argument("--time-limit", type=float, default=300)
+    args = parser.parse_args()
+    # Stop (and so stop the coordinator we started) on SIGTERM too, e.g. from timeout(1).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    with tempfile.TemporaryDirectory(prefix="hivemind-dispatch-") as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        args.target = f"127.0.0.1:{port}"
+        proc = start_coordinator(data_dir, args.db, port)
+        try:
+            asyncio.run(wait_ready(args.target))
+            result = asyncio.run(run(args))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        problems = audit(data_dir, args.db)
+
+    print()
+    print(
+        "| jobs | workers | submit (s) | total (s) | jobs/s | submit→lease p50 (ms) | p99 (ms) | leases |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {result['jobs']:,} | {result['workers']:,} | {result['submit_s']:.2f} | {result['total_s']:.2f} | "
+        f"{result['jobs_per_s']:,.0f} | {result['p50_ms']:,.0f} | {result['p99_ms']:,.0f} | {result['leases']:,} |"
+    )
+    print(
+        f"\nunfinished arrays: {result['unfinished_arrays']}, failed arrays: {result['failed_arrays']}"
+    )
+    print("ledger audit:", "ok" if not problems else problems[:5])
+    return (
+        0 if not problems and not result["unfinished_arrays"] and not result["failed_arrays"] else 1
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
