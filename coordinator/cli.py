@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from client_gui.engine.cli import add_worker_parser, run_worker
+from client_gui.engine.job_cli import add_job_parser, run_job
 from coordinator import __version__
 from coordinator.errors import HiveMindError
 from coordinator.settings import Settings, SettingsError, load_settings
@@ -88,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--username", required=True)
     admin.add_argument("--email", help="email address (default: <username>@hivemind.example)")
     add_worker_parser(sub)
+    add_job_parser(sub)
     demo = sub.add_parser(
         "demo",
-        help="start a throwaway coordinator and walk through accounts, grants, transfers and the audit",
-        description="Runs a coordinator on a temporary SQLite database, exercises it as real gRPC and REST "
-        "clients would, prints what happens, stops everything and exits 0 when every step behaved.",
+        help="run the whole platform on this computer: coordinator, two workers, real jobs, payments",
+        description="Starts a coordinator on a temporary SQLite database and two local workers (jobs run in "
+        "Docker), builds the small job image if it is missing, creates two accounts with a grant, submits a "
+        "job with two replicas and a two-step DAG, shows progress, prints the results and both wallets, "
+        "checks the ledger audit, stops everything and exits 0 when every step behaved.",
     )
     demo.add_argument(
         "--data-dir", type=Path, help="keep the demo database here instead of a temp dir"
@@ -160,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_coordinator(settings)
     if args.command == "worker":
         return run_worker(args)
+    if args.command == "job":
+        return run_job(args)
     if args.command == "demo":
         from coordinator.demo import main as demo_main
 

@@ -23,7 +23,7 @@ from coordinator import __version__
 from coordinator.accounts.ratelimit import LoginRateLimiter
 from coordinator.accounts.service import Accounts
 from coordinator.accounts.tokens import TokenIssuer
-from coordinator.api import admin_ledger, auth, nodes, wallet
+from coordinator.api import admin_ledger, auth, jobs, nodes, wallet
 from coordinator.api.deps import Services
 from coordinator.api.errors import install_error_handlers
 from coordinator.clock import Clock, utcnow
@@ -90,7 +90,7 @@ def build_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (auth, wallet, nodes, admin_ledger):
+    for module in (auth, wallet, nodes, admin_ledger, jobs):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

@@ -309,17 +309,16 @@ def _spec_from_file(client: JobsClient, args: argparse.Namespace) -> dict[str, A
     inputs = raw.get("inputs") or []
     if not isinstance(inputs, list):
         raise UsageError(f"In {path}, inputs must be a list.")
-    local_inputs = [i for i in inputs if isinstance(i, dict) and "local" in i]
-    for item in local_inputs:
-        local = path.parent / str(item.pop("local"))
-        item.setdefault("path", local.name)
-        item["_local"] = local
-    # Refuse a malformed spec before anything is uploaded.
-    spec_from_dict(
-        raw | {"inputs": [{k: v for k, v in i.items() if k != "_local"} for i in inputs]}
-    )
-    for item in local_inputs:
-        item["sha256"] = _upload(client, item.pop("_local"))
+    # {"path": ..., "local": FILE}: FILE (relative to the spec) is uploaded and named by its sha256.
+    local: list[tuple[dict[str, Any], Path]] = []
+    for item in inputs:
+        if isinstance(item, dict) and "local" in item:
+            file = path.parent / str(item.pop("local"))
+            item.setdefault("path", file.name)
+            local.append((item, file))
+    spec_from_dict(raw)  # refuse a malformed spec before anything is uploaded
+    for item, file in local:
+        item["sha256"] = _upload(client, file)
     return raw
 
 

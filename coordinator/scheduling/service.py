@@ -930,14 +930,15 @@ class Dispatcher:
         agreed = pricing.smallest(usages)
         fees = ledger.system_accounts(session, now=now).fees
         # Lock the nodes before reading their trust, so that tasks settled at the same moment (other jobs,
-        # other transactions) each count; always in id order, so two settlements cannot deadlock.
+        # other transactions) each count; always in id order, so two settlements cannot deadlock. NO KEY
+        # UPDATE (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
         nodes = {
             n.id: n
             for n in session.exec(
                 select(Node)
                 .where(col(Node.id).in_(sorted({x.node_id for x in valid + invalid})))
                 .order_by(col(Node.id))
-                .with_for_update()
+                .with_for_update(key_share=True)
                 .execution_options(populate_existing=True)
             )
         }

@@ -1,6 +1,4 @@
-"""Fixtures for job tests: the coordinator fixtures with the jobs REST router reachable. Until
-coordinator/server.py includes ``coordinator.api.jobs.router`` it is included here, into the same running
-app (same loop, dispatcher and database); once the server does, this adds nothing and can go."""
+"""Fixtures for job tests: a running coordinator seen as the jobs API (REST and gRPC)."""
 
 from __future__ import annotations
 
@@ -9,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.api import jobs as jobs_api
 from tests.support import RunningCoordinator
 
 
@@ -22,9 +19,6 @@ class JobsCoordinator:
 
 
 def _attach(running: RunningCoordinator) -> JobsCoordinator:
-    app = running.coordinator.app
-    if not any(getattr(r, "path", "").startswith("/api/v1/jobs") for r in app.routes):
-        app.include_router(jobs_api.router)
     return JobsCoordinator(running)
 
 

@@ -170,7 +170,12 @@ def test_usage_mistakes_exit_2_and_change_nothing(
     cli: Cli, sqlite_jobs: JobsCoordinator, tmp_path: Path
 ) -> None:
     spec = tmp_path / "spec.json"
-    spec.write_text('{"image": "alpine", "command": ["true"], "cpu": 2}')
+    (tmp_path / "data.csv").write_text("1\n")
+    spec.write_text(
+        json.dumps(
+            {"image": "alpine", "command": ["true"], "inputs": [{"local": "data.csv"}], "cpu": 2}
+        )
+    )
     before = counts(sqlite_jobs.running)
     for argv, fragment in USAGE_MISTAKES:
         code, out, err = cli(*[str(spec) if a == "SPEC" else a for a in argv])
