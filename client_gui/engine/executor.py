@@ -6,6 +6,10 @@ memory/CPU/process limits, streams its logs, enforces the wall-clock and output-
 measures its usage from the container's cgroup, moves the declared outputs into a results dir and
 always removes the container and the work dir. No Qt here: the worker loop calls :meth:`run`
 from a worker thread.
+
+Every call to the engine is bounded (see :func:`_ask_engine`), so :meth:`run` returns within the
+task's time limit plus a fixed grace even when the engine stops answering about its container
+(pulling a missing image aside, which takes as long as the download).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import errno
 import hashlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -25,9 +30,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, ClassVar, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -38,6 +45,8 @@ from docker.utils.socket import frames_iter_no_tty
 from client_gui.engine.docker_status import DockerStatus, check_docker, describe_docker_error
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 ExecStatus = Literal[
     "succeeded", "failed", "timeout", "oom", "output_too_large", "cancelled", "error"
@@ -66,9 +75,22 @@ _DU_COST_FACTOR = 10.0
 # Every directory entry costs an inode and a block even when empty; charging a floor per entry
 # stops a job from exhausting the host's inodes with millions of empty files.
 _MIN_ENTRY_BYTES = 512
+# A healthy engine answers in milliseconds, a busy one in a few seconds. A call still unanswered
+# after this is taken as a stalled engine: a container full of processes can wedge the engine's
+# handling of that one container, and docker-py's own timeout (60 s per socket read, per call)
+# let a run chain kill, inspect and remove into minutes past its task's time limit.
+_ENGINE_ANSWER_S = 15.0
+# Everything after the watchdog stops (kill, exit, logs, inspect, remove) shares this budget, so
+# run() returns within timeout_s + _GRACE_S (plus the calls that start the container) whatever
+# the engine does. Each call still gets _MIN_ANSWER_S once the budget is spent, so a healthy
+# engine always gets the chance to remove the container.
+_GRACE_S = 30.0
+_MIN_ANSWER_S = 2.0
 # After SIGKILL the engine needs a moment to reap; beyond this the container is force-removed.
 _KILL_GRACE_S = 10.0
 _LOG_JOIN_S = 5.0
+# Once its socket is shut down the log reader ends at once; only a stuck on_log holds it longer.
+_LOG_UNBLOCK_S = 1.0
 # A line this long without a newline (a progress bar using \r) is forwarded anyway.
 _MAX_LINE_CHARS = 8192
 _SIGXFSZ_EXIT = 128 + int(getattr(signal, "SIGXFSZ", 25))
@@ -250,7 +272,12 @@ class _TaskRun:
         self.task_id = uuid.uuid4().hex
         self.work_dir = work_root / "tasks" / self.task_id
         self.results_dir = work_root / "results" / self.task_id
+        self.container_name = f"hivemind-task-{self.task_id}"
         self.container_id: str | None = None
+        # Set before asking for the container: an engine that did not answer may still make it.
+        self.container_requested = False
+        # When the watchdog stopped + _GRACE_S; None while the task runs.
+        self.grace_ends: float | None = None
 
     @property
     def cid(self) -> str:
@@ -262,7 +289,7 @@ class _TaskRun:
             return self._execute()
         except _Finished as finished:
             return finished.result
-        except (DockerException, OSError) as exc:
+        except (_EngineStalled, DockerException, OSError) as exc:
             logger.warning("task %s failed in the executor: %r", self.task_id, exc)
             return _error_result(_engine_error_reason(exc))
         finally:
@@ -275,19 +302,19 @@ class _TaskRun:
         baseline = self._prepare_work_dir()
         self._create_container(image_info)
         # Attached before start, so not a byte of early output is missed.
-        pump = _LogPump(
-            self.api.attach_socket(
+        sock = self._ask(
+            "connect to the task's output",
+            lambda: self.api.attach_socket(
                 self.cid, params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}
             ),
-            max_bytes=self.spec.max_log_bytes,
-            on_log=self.on_log,
         )
+        pump = _LogPump(sock, max_bytes=self.spec.max_log_bytes, on_log=self.on_log)
         try:
             stop, exit_outcome, usage = self._run_container(baseline)
         except BaseException:
             pump.abort()  # the stream may never end if the container never started
             raise
-        pump.close()
+        pump.close(self._grace_left(_LOG_JOIN_S))
         stdout, stderr = bytes(pump.captured["stdout"]), bytes(pump.captured["stderr"])
         if stop is not None:
             return ExecResult(stop, None, self._stop_reason(stop), stdout, stderr, [], usage)
@@ -306,7 +333,7 @@ class _TaskRun:
     def _run_container(self, baseline: int) -> tuple[ExecStatus | None, int | BaseException, Usage]:
         """Start the container and watch it to the end: (why we stopped it, exit, usage)."""
         try:
-            self.api.start(self.cid)
+            self._ask("start the task's container", lambda: self.api.start(self.cid))
         except APIError as exc:
             failure = _command_failure(exc, self.spec.command)
             if failure is None:
@@ -327,9 +354,10 @@ class _TaskRun:
         probe = _open_usage_probe(self.api, self.cid)
         try:
             stop = self._watch(started, baseline, exited, probe)
+            self.grace_ends = time.monotonic() + _GRACE_S
             if stop is not None:
                 self._kill()
-                exited.wait(_KILL_GRACE_S)
+                exited.wait(self._grace_left(_KILL_GRACE_S))
             wall = time.monotonic() - started
             probe.sample()
         finally:
@@ -377,13 +405,16 @@ class _TaskRun:
         """Inspect the image, pulling it once if it is missing. Never falls back to the host."""
         image = self.spec.image
         try:
-            return _inspect_image(self.api, image)
+            return self._ask("look up the task's image", lambda: _inspect_image(self.api, image))
         except ImageNotFound:
             logger.info("image %s not present locally, pulling it", image)
         try:
+            # Not bounded: a download takes as long as it takes; a stalled one fails the task.
             pull_error = _pull(self.api, image)
             if pull_error is None:
-                return _inspect_image(self.api, image)
+                return self._ask(
+                    "look up the task's image", lambda: _inspect_image(self.api, image)
+                )
         except (DockerException, OSError) as exc:
             pull_error = _explanation(exc)
         logger.warning("pulling image %s failed: %s", image, pull_error)
@@ -434,15 +465,19 @@ class _TaskRun:
             oom_score_adj=1000,
         )
         env = {"HOME": _WORK_DIR_IN_CONTAINER, **spec.env}
-        created = self.api.create_container(
-            image=spec.image,
-            command=list(spec.command) or None,
-            environment=[f"{key}={value}" for key, value in env.items()],
-            user=_container_user(),
-            working_dir=_WORK_DIR_IN_CONTAINER,
-            labels={_TASK_LABEL: self.task_id},
-            name=f"hivemind-task-{self.task_id}",
-            host_config=host_config,
+        self.container_requested = True
+        created = self._ask(
+            "create the task's container",
+            lambda: self.api.create_container(
+                image=spec.image,
+                command=list(spec.command) or None,
+                environment=[f"{key}={value}" for key, value in env.items()],
+                user=_container_user(),
+                working_dir=_WORK_DIR_IN_CONTAINER,
+                labels={_TASK_LABEL: self.task_id},
+                name=self.container_name,
+                host_config=host_config,
+            ),
         )
         self.container_id = str(created["Id"])
         for warning in created.get("Warnings") or []:
@@ -452,8 +487,10 @@ class _TaskRun:
 
     def _wait_for_exit(self, box: list[int | BaseException], exited: threading.Event) -> None:
         try:
-            # timeout=None: a task may legitimately run for hours; the watchdog bounds it.
-            box.append(int(self.api.wait(self.cid, timeout=None)["StatusCode"]))
+            # The watchdog bounds the task; this bound only ends the thread (and frees its
+            # connection) when the engine never reports the exit.
+            timeout = math.ceil(self.spec.timeout_s + _GRACE_S)
+            box.append(int(self.api.wait(self.cid, timeout=timeout)["StatusCode"]))
         except Exception as exc:  # handed to the watchdog to report
             box.append(exc)
         finally:
@@ -484,10 +521,13 @@ class _TaskRun:
 
     def _kill(self) -> None:
         try:
-            self.api.kill(self.cid)
+            self._ask("stop the task's container", lambda: self.api.kill(self.cid))
         except APIError as exc:
             # 409/404: it exited (or vanished) on its own between the check and the kill.
             logger.debug("task %s: kill: %s", self.task_id, _explanation(exc))
+        except (_EngineStalled, DockerException, OSError) as exc:
+            # The verdict stands (the watchdog saw the limit pass); removal tries once more.
+            logger.warning("task %s: could not kill its container: %r", self.task_id, exc)
 
     # -- after exit ----------------------------------------------------------------------------
 
@@ -495,7 +535,10 @@ class _TaskRun:
         spec = self.spec
         if exit_code != 0:
             # Only non-zero exits need the extra round trip: an OOM kill always makes one.
-            state = self.api.inspect_container(self.cid).get("State") or {}
+            info = self._ask(
+                "report how the task ended", lambda: self.api.inspect_container(self.cid)
+            )
+            state = info.get("State") or {}
             if state.get("OOMKilled"):
                 return "oom", _memory_reason(spec.memory_bytes)
         if exit_code == _SIGXFSZ_EXIT:
@@ -531,17 +574,40 @@ class _TaskRun:
         return "The task was cancelled and its container was stopped."
 
     def _remove_container(self) -> None:
-        if self.container_id is None:
+        if not self.container_requested:
             return
+        # By name: it is known even when the engine never answered the create.
+        name = self.container_name
         try:
             # force: kills it if still running; v: drops any anonymous volume with it.
-            self.api.remove_container(self.container_id, force=True, v=True)
+            self._ask(
+                "remove the task's container",
+                lambda: self.api.remove_container(name, force=True, v=True),
+            )
         except NotFound:
             pass
-        except (DockerException, OSError) as exc:
+        except (_EngineStalled, DockerException, OSError) as exc:
             logger.error(
-                "task %s: could not remove container %s: %r", self.task_id, self.container_id, exc
+                "task %s: could not remove container %s (%r); the engine may still remove it, "
+                "else remove_leftovers does at the worker's next start",
+                self.task_id,
+                name,
+                exc,
             )
+
+    # -- the engine ----------------------------------------------------------------------------
+
+    def _ask(self, action: str, call: Callable[[], T]) -> T:
+        """``call()`` on the engine, within _ENGINE_ANSWER_S and, once stopping, the grace left."""
+        within = _ENGINE_ANSWER_S
+        if self.grace_ends is not None:
+            within = min(within, max(_MIN_ANSWER_S, self.grace_ends - time.monotonic()))
+        return _ask_engine(action, call, within)
+
+    def _grace_left(self, cap: float) -> float:
+        if self.grace_ends is None:
+            return cap
+        return max(0.0, min(cap, self.grace_ends - time.monotonic()))
 
 
 class _Finished(Exception):
@@ -550,6 +616,36 @@ class _Finished(Exception):
     def __init__(self, result: ExecResult) -> None:
         super().__init__(result.reason)
         self.result = result
+
+
+class _EngineStalled(Exception):
+    """The engine did not answer in time; ``action`` says what it had been asked to do."""
+
+    def __init__(self, action: str, seconds: float) -> None:
+        super().__init__(f"no answer within {seconds:g} s when asked to {action}")
+        self.action = action
+
+
+def _ask_engine(action: str, call: Callable[[], T], within: float) -> T:
+    """``call()``, or :class:`_EngineStalled` when it has not returned after ``within`` seconds.
+
+    The call runs in a helper thread that is abandoned when the engine does not answer: it ends
+    on its own at docker-py's socket timeout, and the engine may still carry the request out.
+    """
+    answer: Future[T] = Future()
+
+    def ask() -> None:
+        try:
+            answer.set_result(call())
+        except BaseException as exc:  # handed to the caller
+            answer.set_exception(exc)
+
+    threading.Thread(target=ask, name="hivemind-engine-call", daemon=True).start()
+    # wait() rather than result(timeout): a socket timeout raised by the call is a TimeoutError
+    # too, and must not be mistaken for this one.
+    if not wait_for_futures([answer], timeout=within).done:
+        raise _EngineStalled(action, within)
+    return answer.result()
 
 
 # -- logs ------------------------------------------------------------------------------------------
@@ -578,16 +674,19 @@ class _LogPump:
         self._thread = threading.Thread(target=self._run, name="hivemind-logs", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Wait for the stream to end (it does when the container stops), then release it."""
-        self._thread.join(_LOG_JOIN_S)
+    def close(self, within: float) -> None:
+        """Wait up to ``within`` s for the stream to end (it does when the container stops).
+
+        Then release it, whether or not it ended.
+        """
+        self._thread.join(within)
         self.abort()
 
     def abort(self) -> None:
         """Stop reading now: unblocks the reader thread and releases the connection."""
         if self._thread.is_alive():
             _shutdown_socket(self._sock)
-            self._thread.join(_LOG_JOIN_S)
+            self._thread.join(_LOG_UNBLOCK_S)
         with contextlib.suppress(OSError):
             self._sock.close()
 
@@ -697,7 +796,9 @@ class _StatsProbe:
     def __init__(self, api: docker.APIClient, container_id: str) -> None:
         self.cpu_ns = 0
         self.peak_bytes = 0
-        self._stream: Iterator[dict[str, Any]] = api.stats(container_id, stream=True, decode=True)
+        self._api = api
+        self._container_id = container_id
+        # Opened in the thread: asking for the stream waits for the engine's first answer.
         self._thread = threading.Thread(target=self._run, name="hivemind-stats", daemon=True)
         self._thread.start()
 
@@ -710,7 +811,10 @@ class _StatsProbe:
 
     def _run(self) -> None:
         try:
-            for reading in self._stream:
+            stream: Iterator[dict[str, Any]] = self._api.stats(
+                self._container_id, stream=True, decode=True
+            )
+            for reading in stream:
                 cpu = ((reading.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
                 memory = reading.get("memory_stats") or {}
                 peak = memory.get("max_usage") or memory.get("usage")
@@ -995,6 +1099,12 @@ def _explanation(exc: BaseException) -> str:
 
 
 def _engine_error_reason(exc: BaseException) -> str:
+    if isinstance(exc, _EngineStalled):
+        return (
+            f"Docker did not answer in time when asked to {exc.action}, so the task could not "
+            "be finished on this computer. If this keeps happening, restart Docker (or Docker "
+            "Desktop)."
+        )
     if isinstance(exc, APIError):
         return f"Docker could not run the task: {_explanation(exc)}"
     if isinstance(exc, (DockerException, OSError)):

@@ -216,9 +216,9 @@ class Dispatcher:
         # leases the worker must be told to stop, per node (job cancelled, task decided elsewhere)
         self.cancelled: dict[str, set[str]] = {}
         self._node_seen_written: dict[str, datetime] = {}
-        # Trust as last written, for the nodes whose trust changed since the start. A polling node's row may
+        # Trust as this process last wrote it, for the nodes whose trust it changed. A polling node's row may
         # be older (the servicer caches it, a long-poll holds it), and a node quarantined meanwhile must get
-        # no more work. Only this process writes trust, so this is never behind the database.
+        # no more work: the stricter of the two applies.
         self.trust: dict[str, verification.TrustState] = {}
         self._log_bytes: dict[str, int] = {}
         self._log_lock = threading.Lock()
@@ -486,7 +486,8 @@ class Dispatcher:
 
     # -- workers ---------------------------------------------------------------------------------------
     def _offer(self, node: Node, req: PollRequest) -> core.NodeOffer:
-        trust = self.trust.get(node.id) or self._trust(node)
+        row = self._trust(node)
+        written = self.trust.get(node.id, row)
         return core.NodeOffer(
             node_id=node.id,
             owner_id=node.owner_id,
@@ -497,8 +498,8 @@ class Dispatcher:
             gpu_name=node.gpu_name,
             docker=req.docker_available,
             allow_network=req.allow_network,
-            trusted=trust.trusted,
-            quarantined=trust.quarantined,
+            trusted=row.trusted and written.trusted,
+            quarantined=row.quarantined or written.quarantined,
             max_tasks=max(0, min(req.max_tasks, 64)),
         )
 

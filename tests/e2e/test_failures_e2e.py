@@ -16,16 +16,15 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-import docker
 import grpc
 import pytest
 from sqlmodel import col, func, select
 
 from client_gui.engine.executor import DockerExecutor
 from client_gui.engine.identity import FileCredentialStore
-from client_gui.engine.worker import NodeIdentity
+from client_gui.engine.worker import NodeIdentity, Worker
 from coordinator.accounts.models import User
-from coordinator.jobs.models import Blob, Lease, Task
+from coordinator.jobs.models import Blob, Lease, Task, TaskLog
 from coordinator.ledger.models import MICRO_PER_CPT, LedgerTransaction
 from coordinator.server import BackgroundCoordinator
 from coordinator.settings import Settings
@@ -37,7 +36,7 @@ from tests.support import TEST_JWT_SECRET, RunningCoordinator, auth
 T = TypeVar("T")
 GRANT = 100 * MICRO_PER_CPT
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SLOW_TASK = ["sh", "-c", "sleep 4; echo ok > out.txt"]
+SLOW_TASK = ["sh", "-c", "echo started; sleep 4; echo ok > out.txt"]
 # What a hand-driven node says its run printed and wrote to out.txt.
 STDOUT = b"done\n"
 OUTPUT = b"42\n"
@@ -54,6 +53,14 @@ def wait_for(what: str, probe: Callable[[], T], timeout_s: float = 60) -> T:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.1)
     return found
+
+
+def standby(c: Cluster, owner: str, slots: int = 2) -> Worker:
+    """A worker that registers now but takes no work until ``resume()``, so that starting it later costs
+    no time (registering benchmarks the computer)."""
+    worker = c.add_worker(owner, slots=slots)
+    worker.pause()  # long before its first poll: registering takes seconds
+    return worker
 
 
 def leases_of(c: Cluster, job_id: str) -> list[Lease]:
@@ -80,11 +87,13 @@ def paid_by_owner(c: Cluster, leases: list[Lease]) -> dict[str, int]:
 def payments(c: Cluster) -> int:
     """How many times a worker was paid for a task (one ledger transaction each)."""
     with c.db.read() as s:
-        return s.exec(
-            select(func.count())
-            .select_from(LedgerTransaction)
-            .where(LedgerTransaction.kind == "task_payment")
-        ).one()
+        return int(
+            s.exec(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.kind == "task_payment")
+            ).one()
+        )
 
 
 def sha(data: bytes) -> str:
@@ -207,20 +216,10 @@ def start_cli_worker(c: Cluster, owner: str, home: Path) -> subprocess.Popen[byt
         )
 
 
-def running_containers(work_dir: Path) -> list[str]:
-    """Task containers running with their work dir under ``work_dir`` (one worker's)."""
-    engine = docker.from_env()
-    try:
-        return [
-            container.id
-            for container in engine.containers.list(filters={"label": "hivemind.task"})
-            if any(
-                Path(mount["Source"]).is_relative_to(work_dir)
-                for mount in container.attrs["Mounts"]
-            )
-        ]
-    finally:
-        engine.close()
+def printed(c: Cluster, lease_id: str) -> list[str]:
+    """The log lines of a lease that reached the coordinator (what the submitter can stream)."""
+    with c.db.read() as s:
+        return list(s.exec(select(TaskLog.text).where(TaskLog.lease_id == lease_id)))
 
 
 def test_a_worker_killed_mid_task_is_not_paid_and_the_task_completes_elsewhere(
@@ -228,22 +227,22 @@ def test_a_worker_killed_mid_task_is_not_paid_and_the_task_completes_elsewhere(
 ) -> None:
     bob_home = tmp_path / "bob-process"
     bob_home.mkdir()
-    # lease_ttl_s stays above the worker's first heartbeat wait (5 s, before the coordinator's 1 s applies).
-    with cluster(db_url, tmp_path, lease_ttl_s=6) as c:
+    with cluster(db_url, tmp_path, lease_ttl_s=4) as c:
         c.user("alice", grant_cpt=100)
+        others = [standby(c, "carol", slots=1), standby(c, "dave", slots=1)]
         job_id = c.submit("alice", command=SLOW_TASK, output_paths=["out.txt"], replicas=1)
         bob = start_cli_worker(c, "bob", bob_home)
         try:
             (killed,) = wait_for(
                 "the worker process to lease the task", lambda: in_state(c, job_id, "active")
             )
-            wait_for("its container to run", lambda: running_containers(bob_home / "work"))
+            wait_for("its container to run", lambda: printed(c, killed.id))
             bob.kill()
             bob.wait(10)
             # Fresh nodes are untrusted: one of them runs the cross-check at once, the other takes the
             # killed worker's replica once its lease has expired.
-            c.add_worker("carol", slots=1)
-            c.add_worker("dave", slots=1)
+            for worker in others:
+                worker.resume()
             status = c.wait("alice", job_id, timeout_s=60)
         finally:
             if bob.poll() is None:
@@ -315,7 +314,7 @@ def test_a_coordinator_restart_mid_run_loses_no_job_and_no_lease(
             c.add_worker("carol", slots=1)
             running_job = c.submit(
                 "alice",
-                command=["sh", "-c", "sleep 6; echo ok > out.txt"],
+                command=["sh", "-c", "sleep 5; echo ok > out.txt"],
                 output_paths=["out.txt"],
                 replicas=2,
                 quorum=2,
@@ -330,9 +329,9 @@ def test_a_coordinator_restart_mid_run_loses_no_job_and_no_lease(
             c.stop_workers()
             raise
 
-    with serving(settings) as second:
-        c = Cluster(second, tmp_path, workers=c.workers, tokens=c.tokens)
-        try:
+    try:
+        with serving(settings) as second:
+            c = Cluster(second, tmp_path, workers=c.workers, tokens=c.tokens)
             core = second.coordinator.dispatcher.core
 
             async def restored() -> set[str]:
@@ -340,27 +339,27 @@ def test_a_coordinator_restart_mid_run_loses_no_job_and_no_lease(
 
             assert {x.id for x in held} <= run_on_loop(second, restored())
             statuses = [c.wait("alice", job_id) for job_id in (running_job, queued_job)]
-        finally:
-            c.stop_workers()
-
-        assert [s.state for s in statuses] == ["completed", "completed"], statuses
-        assert c.download("alice", running_job, "out.txt") == b"ok\n"
-        assert c.download("alice", queued_job, "@stdout") == b"second\n"
-        listed = c.jobs.ListJobs(
-            jobs_pb2.ListJobsRequest(page_size=10), metadata=auth(c.tokens["alice"])
-        )
-        assert sorted(j.job_id for j in listed.jobs) == sorted([running_job, queued_job])
-        # The leases held across the restart were renewed and paid: nothing expired, nothing ran twice.
-        first_leases = leases_of(c, running_job)
-        assert sorted(x.id for x in first_leases) == sorted(x.id for x in held)
-        assert {x.state for x in first_leases} == {"valid"}
-        valid = first_leases + in_state(c, queued_job, "valid")
-        assert len(valid) == 4 and payments(c) == 4
-        charged = sum(s.charged_micro for s in statuses)
-        assert charged == sum(x.charged_micro for x in valid) > 0
-        assert c.balance("alice") == GRANT - charged
-        assert c.balance("bob") + c.balance("carol") == sum(x.paid_micro for x in valid)
-        assert c.audit() == []
+            c.stop_workers()  # while the coordinator answers, so that they stop at once
+            assert [s.state for s in statuses] == ["completed", "completed"], statuses
+            assert c.download("alice", running_job, "out.txt") == b"ok\n"
+            assert c.download("alice", queued_job, "@stdout") == b"second\n"
+            listed = c.jobs.ListJobs(
+                jobs_pb2.ListJobsRequest(page_size=10), metadata=auth(c.tokens["alice"])
+            )
+            assert sorted(j.job_id for j in listed.jobs) == sorted([running_job, queued_job])
+            # The leases held across the restart were renewed and paid: nothing expired, nothing ran twice.
+            first_leases = leases_of(c, running_job)
+            assert sorted(x.id for x in first_leases) == sorted(x.id for x in held)
+            assert {x.state for x in first_leases} == {"valid"}
+            valid = first_leases + in_state(c, queued_job, "valid")
+            assert len(valid) == 4 and payments(c) == 4
+            charged = sum(s.charged_micro for s in statuses)
+            assert charged == sum(x.charged_micro for x in valid) > 0
+            assert c.balance("alice") == GRANT - charged
+            assert c.balance("bob") + c.balance("carol") == sum(x.paid_micro for x in valid)
+            assert c.audit() == []
+    finally:
+        c.stop_workers()
 
 
 # -- duplicate and late reports ----------------------------------------------------------------------------

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -409,6 +412,42 @@ def test_cancel_stops_the_task_promptly(executor: DockerExecutor) -> None:
     assert_still_healthy(executor)
 
 
+# The hostile jobs of the end-to-end run, side by side as two workers with two slots each run
+# them: (script, limits, what the run must end with).
+SIDE_BY_SIDE: dict[str, tuple[str, dict[str, object], str]] = {
+    "network": (
+        "wget -q -T 2 -O - http://172.17.0.1/ || nc -w 2 172.17.0.1 80 </dev/null",
+        {},
+        "failed",
+    ),
+    # The outer loop needs no fork, so the task is still running when its time is up.
+    "fork bomb": ("sh -c 'bomb() { bomb | bomb & }; bomb'; while :; do :; done", {}, "timeout"),
+    "memory bomb": ("dd if=/dev/zero of=/dev/null bs=256M count=1", {}, "oom"),
+    "endless loop": ("while :; do :; done", {}, "timeout"),
+    "write outside": ("echo pwned > /etc/pwned && echo wrote", {}, "failed"),
+    "huge output": (
+        "dd if=/dev/zero of=big bs=1M count=10240",
+        {"output_paths": ["big"]},
+        "output_too_large",
+    ),
+}
+
+
+def test_hostile_jobs_side_by_side_all_end_and_the_executor_goes_on(
+    executor: DockerExecutor,
+) -> None:
+    def run(name: str) -> str:
+        script, limits, _expected = SIDE_BY_SIDE[name]
+        spec = shell(script, cpu_cores=0.5, pids_limit=256, timeout_s=3, **limits)
+        return executor.run(spec).status
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = dict(zip(SIDE_BY_SIDE, pool.map(run, SIDE_BY_SIDE), strict=True))
+
+    assert statuses == {name: expected for name, (_, _, expected) in SIDE_BY_SIDE.items()}
+    assert_still_healthy(executor)
+
+
 # -- the engine's own failures ---------------------------------------------------------------------
 
 
@@ -430,6 +469,75 @@ def test_an_impossible_request_is_an_error_and_leaves_nothing_behind(
 
     assert result.status == "error"
     assert result.reason.startswith("Docker could not run the task: ")
+    assert_still_healthy(executor)
+
+
+@contextlib.contextmanager
+def engine_stalls_on(client: docker.DockerClient, call: str) -> Iterator[None]:
+    """The engine takes ``call`` but never answers it (as when it is wedged on one container).
+
+    The executor's patience is cut to seconds so the test stays short. A stalled call ends,
+    unanswered, when the block exits; it never reaches the engine.
+    """
+    released = threading.Event()
+
+    def never_answers(*_args: object, **_kwargs: object) -> None:
+        released.wait()
+        raise docker.errors.APIError(f"{call} was never answered")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(executor_module, "_ENGINE_ANSWER_S", 3.0)
+        patch.setattr(executor_module, "_GRACE_S", 5.0)
+        patch.setattr(client.api, call, never_answers)
+        try:
+            yield
+        finally:
+            released.set()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("call", "script", "expected", "reason"),
+    [
+        # The reported hang: the task overran, the engine never confirmed the kill.
+        ("kill", "while :; do :; done", "timeout", "2 second time limit"),
+        ("inspect_container", "exit 3", "error", "asked to report how the task ended"),
+        ("create_container", "true", "error", "asked to create the task's container"),
+    ],
+)
+def test_an_engine_that_stops_answering_cannot_hold_a_run(
+    executor: DockerExecutor,
+    docker_client: docker.DockerClient,
+    call: str,
+    script: str,
+    expected: str,
+    reason: str,
+) -> None:
+    with engine_stalls_on(docker_client, call):
+        result = executor.run(shell(script, timeout_s=2))
+
+    assert result.status == expected
+    assert reason in result.reason
+    assert_still_healthy(executor)
+
+
+@pytest.mark.timeout(120)
+def test_a_container_the_engine_will_not_remove_is_left_for_start_up(
+    executor: DockerExecutor,
+    docker_client: docker.DockerClient,
+    work_root: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with (
+        caplog.at_level(logging.ERROR, logger=executor_module.__name__),
+        engine_stalls_on(docker_client, "remove_container"),
+    ):
+        result = executor.run(shell("while :; do :; done", timeout_s=2))
+
+    assert result.status == "timeout"
+    assert "remove_leftovers" in caplog.text
+    assert len(task_containers(docker_client, work_root)) == 1
+    assert executor.remove_leftovers() == 1
     assert_still_healthy(executor)
 
 
