@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from coordinator.accounts.tokens import Principal
 from coordinator.db import Database
@@ -236,22 +236,11 @@ def tasks_of(session: Session, job_id: str) -> list[Task]:
 
 
 def finish_if_done(session: Session, job: Job, *, now: datetime) -> bool:
-    """When every task is final, close the job (completed or failed) and refund the unused escrow."""
-    if job.state in JOB_FINAL:
+    """When every task is final, close the job (completed or failed) and refund the unused escrow. Uses the
+    job's task counters, which the dispatcher keeps in the same transaction as each task's end."""
+    if job.state in JOB_FINAL or job.tasks_done + job.tasks_failed < job.task_count:
         return False
-    open_tasks = session.exec(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.job_id == job.id, col(Task.state).not_in(TASK_FINAL))
-    ).one()
-    if open_tasks:
-        return False
-    failed = session.exec(
-        select(func.count())
-        .select_from(Task)
-        .where(Task.job_id == job.id, Task.state != TASK_ACCEPTED)
-    ).one()
-    close_job(session, job, JOB_FAILED if failed else JOB_COMPLETED, now=now)
+    close_job(session, job, JOB_FAILED if job.tasks_failed else JOB_COMPLETED, now=now)
     return True
 
 

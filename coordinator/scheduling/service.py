@@ -221,6 +221,7 @@ class Dispatcher:
         # no more work: the stricter of the two applies.
         self.trust: dict[str, verification.TrustState] = {}
         self._log_bytes: dict[str, int] = {}
+        self._wallets: dict[int, int] = {}
         self._log_lock = threading.Lock()
         self._tick_task: asyncio.Task[None] | None = None
         self.counters = {
@@ -701,34 +702,91 @@ class Dispatcher:
     def _record_results(
         self, node: Node, results: list[ReportedResult]
     ) -> tuple[list[Outcome], _Effects]:
+        """One write transaction for a batch: load what it touches in a few queries, record every result,
+        then verify each touched task once."""
         effects = _Effects()
         outcomes: list[Outcome] = []
         now = self.clock()
         with self.db.write() as session:
-            leases: dict[str, Lease] = {}
+            ids = [r.lease_id for r in results if r.lease_id]
+            query = select(Lease).where(col(Lease.id).in_(ids)).order_by(col(Lease.id))
+            leases = {x.id: x for x in session.exec(query.with_for_update())}
             for result in results:  # all-or-nothing ownership check before anything is written
-                lease = (
-                    session.get(Lease, result.lease_id, with_for_update=True)
-                    if result.lease_id
-                    else None
-                )
+                lease = leases.get(result.lease_id)
                 if lease is None or lease.node_id != node.id:
                     raise PermissionDenied(
                         f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
                     )
-                leases[result.lease_id] = lease
-            for result in results:
-                outcomes.append(
-                    self._record_one(session, node, leases[result.lease_id], result, effects, now)
+            task_ids = sorted({x.task_id for x in leases.values()})
+            tasks = {
+                t.id: t
+                for t in session.exec(
+                    select(Task)
+                    .where(col(Task.id).in_(task_ids))
+                    .order_by(col(Task.id))
+                    .with_for_update()
                 )
+            }
+            job_ids = sorted({x.job_id for x in leases.values()})
+            jobs_by_id = {
+                j.id: j
+                for j in session.exec(
+                    select(Job)
+                    .where(col(Job.id).in_(job_ids))
+                    .order_by(col(Job.id))
+                    .with_for_update()
+                )
+            }
+            shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
+            blob_sizes = {
+                sha: size
+                for sha, size in session.exec(
+                    select(Blob.sha256, Blob.size).where(col(Blob.sha256).in_(shas))
+                )
+            }
+            touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
+            for result in results:
+                lease = leases[result.lease_id]
+                outcome = self._record_one(
+                    session,
+                    lease,
+                    tasks[lease.task_id],
+                    jobs_by_id[lease.job_id],
+                    result,
+                    blob_sizes,
+                    effects,
+                    now,
+                )
+                outcomes.append(outcome)
+                if lease.state == LEASE_REPORTED and outcome.outcome == "accepted":
+                    touched[lease.task_id] = None
+            if touched:
+                session.flush()
+                reported: dict[str, list[Lease]] = {t: [] for t in touched}
+                for x in session.exec(
+                    select(Lease)
+                    .where(
+                        col(Lease.task_id).in_(list(touched)), col(Lease.state) == LEASE_REPORTED
+                    )
+                    .order_by(col(Lease.created_at), col(Lease.id))
+                ):
+                    reported[x.task_id].append(x)
+                for task_id in touched:
+                    task = tasks[task_id]
+                    if task.state not in TASK_FINAL:
+                        self._verify(
+                            session, jobs_by_id[task.job_id], task, reported[task_id], effects, now
+                        )
         return outcomes, effects
 
     def _record_one(
         self,
         session: Session,
-        node: Node,
         lease: Lease,
+        task: Task,
+        job: Job,
         result: ReportedResult,
+        blob_sizes: dict[str, int],
         effects: _Effects,
         now: datetime,
     ) -> Outcome:
@@ -741,9 +799,6 @@ class Dispatcher:
             return Outcome(
                 lease.id, kind, f"This lease was already {lease.state}; nothing changed."
             )
-        task = session.get(Task, lease.task_id, with_for_update=True)
-        job = session.get(Job, lease.job_id, with_for_update=True)
-        assert task is not None and job is not None
         if task.state in TASK_FINAL:
             lease.state = LEASE_CANCELLED
             session.add(lease)
@@ -773,8 +828,8 @@ class Dispatcher:
                 lease.id, "accepted", "Recorded as a failed run; the task will be retried."
             )
 
-        spec = JobSpec.from_stored(job.spec)
-        problem = self._check_outputs(session, spec, result)
+        spec = self._spec(job)
+        problem = self._check_outputs(spec, result, blob_sizes)
         if problem:
             lease.state = LEASE_FAILED
             lease.reason = problem[:500]
@@ -821,23 +876,23 @@ class Dispatcher:
             },
         }
         session.add(lease)
-        session.flush()
         effects.events.append(core.LeaseReported(lease.id))
-        self._verify(session, job, task, spec, effects, now)
         return Outcome(lease.id, "accepted")
 
-    def _check_outputs(self, session: Session, spec: JobSpec, result: ReportedResult) -> str:
-        shas = {result.stdout_sha256} | {s for _, s, _ in result.outputs}
-        for sha in shas:
-            blob = session.get(Blob, sha) if sha else None
-            if blob is None:
+    def _spec(self, job: Job) -> JobSpec:
+        known = self.jobs.get(job.id)
+        return known.spec if known is not None else JobSpec.from_stored(job.spec)
+
+    @staticmethod
+    def _check_outputs(spec: JobSpec, result: ReportedResult, blob_sizes: dict[str, int]) -> str:
+        for sha in {result.stdout_sha256} | {s for _, s, _ in result.outputs}:
+            if not sha or sha not in blob_sizes:
                 return "The report names a file that was never uploaded (stdout or an output); it is not accepted."
         declared = spec.output_paths
         for path, sha, size in result.outputs:
             if not any(path == d or path.startswith(d.rstrip("/") + "/") for d in declared):
                 return f"The report names an output '{path[:80]}' that the job did not ask for."
-            blob = session.get(Blob, sha)
-            if blob is not None and blob.size != size:
+            if blob_sizes[sha] != size:
                 return f"The output '{path[:80]}' was reported with the wrong size."
         return ""
 
@@ -846,12 +901,11 @@ class Dispatcher:
         session: Session,
         job: Job,
         task: Task,
-        spec: JobSpec,
+        reported: list[Lease],
         effects: _Effects,
         now: datetime,
     ) -> None:
-        leases = session.exec(select(Lease).where(Lease.task_id == task.id)).all()
-        reported = [x for x in leases if x.state == LEASE_REPORTED]
+        spec = self._spec(job)
         # Replicas still to come: running ones and those queued but not leased yet.
         running = max(0, task.replicas_needed - len(reported))
         max_replicas = max(spec.replicas, task.quorum) + self.max_extra_replicas
@@ -909,7 +963,6 @@ class Dispatcher:
                     if not job.failure_reason:
                         job.failure_reason = f"Task {task.index}: {task.failure_reason}"[:500]
                 session.add(job)
-                session.flush()
                 effects.events.append(core.TaskClosed(task.id))
                 if jobs.finish_if_done(session, job, now=now):
                     self._after_job_final(session, job, effects, now)
@@ -926,10 +979,9 @@ class Dispatcher:
     ) -> None:
         """Charge the submitter's escrow for each agreeing replica and pay its node's owner, minus the fee."""
         prices = pricing.PriceTable.from_dict(job.prices)
-        spec = JobSpec.from_stored(job.spec)
+        spec = self._spec(job)
         usages = [pricing.Usage(**x.usage["checked"]) for x in valid]
         agreed = pricing.smallest(usages)
-        fees = ledger.system_accounts(session, now=now).fees
         # Lock the nodes before reading their trust, so that tasks settled at the same moment (other jobs,
         # other transactions) each count; always in id order, so two settlements cannot deadlock. NO KEY
         # UPDATE (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
@@ -943,6 +995,9 @@ class Dispatcher:
                 .execution_options(populate_existing=True)
             )
         }
+        # One ledger transaction per task: escrow -> each agreeing node's owner, and the platform fee.
+        credits: dict[int, int] = {}
+        total_fee = 0
         for lease in valid:
             node = nodes[lease.node_id]
             charge = pricing.price_micro(
@@ -953,20 +1008,9 @@ class Dispatcher:
             )
             charge = min(charge, job.escrow_micro - job.charged_micro)
             worker_share, fee = pricing.split_fee(charge, prices)
-            if charge > 0 and job.escrow_account_id is not None:
-                wallet = ledger.wallet_id(session, node.owner_id)
-                assert wallet is not None
-                entries = [(job.escrow_account_id, -charge), (wallet, worker_share)]
-                if fee:
-                    entries.append((fees, fee))
-                ledger.post(
-                    session,
-                    "task_payment",
-                    entries,
-                    now=now,
-                    memo=f"Task {task.index} of job {job.name or job.id}"[:200],
-                    idempotency_key=f"pay:{lease.id}",
-                )
+            wallet = self._wallet(session, node.owner_id)
+            credits[wallet] = credits.get(wallet, 0) + worker_share
+            total_fee += fee
             lease.state = LEASE_VALID
             lease.charged_micro = charge
             lease.paid_micro = worker_share
@@ -975,6 +1019,19 @@ class Dispatcher:
             task.charged_micro += charge
             trust = verification.after_valid(self._trust(node))
             self._store_trust(session, node, trust, effects)
+        total = sum(credits.values()) + total_fee
+        if total > 0 and job.escrow_account_id is not None:
+            entries = [(job.escrow_account_id, -total), *((w, a) for w, a in credits.items() if a)]
+            if total_fee:
+                entries.append((ledger.system_accounts(session, now=now).fees, total_fee))
+            ledger.post(
+                session,
+                "task_payment",
+                entries,
+                now=now,
+                memo=f"Task {task.index} of job {job.name or job.id}"[:200],
+                idempotency_key=f"pay:{task.id}",
+            )
         for lease in invalid:
             lease.state = LEASE_INVALID
             lease.reason = "The result disagreed with the quorum; not paid."
@@ -988,6 +1045,15 @@ class Dispatcher:
                     extra={"node_id": node.id, "invalid_results": trust.invalid_results},
                 )
         session.add(job)
+
+    def _wallet(self, session: Session, user_id: int) -> int:
+        """A user's wallet account id (they never change, so they are remembered)."""
+        wallet = self._wallets.get(user_id)
+        if wallet is None:
+            found = ledger.wallet_id(session, user_id)
+            assert found is not None, f"user {user_id} has no wallet"
+            wallet = self._wallets[user_id] = found
+        return wallet
 
     @staticmethod
     def _trust(node: Node) -> verification.TrustState:

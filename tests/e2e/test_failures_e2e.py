@@ -25,7 +25,7 @@ from client_gui.engine.identity import FileCredentialStore
 from client_gui.engine.worker import NodeIdentity, Worker
 from coordinator.accounts.models import User
 from coordinator.jobs.models import Blob, Lease, Task, TaskLog
-from coordinator.ledger.models import MICRO_PER_CPT, LedgerTransaction
+from coordinator.ledger.models import MICRO_PER_CPT, LedgerAccount, LedgerEntry, LedgerTransaction
 from coordinator.server import BackgroundCoordinator
 from coordinator.settings import Settings
 from shared_proto.v1 import jobs_pb2, nodes_pb2, worker_pb2, worker_pb2_grpc
@@ -85,13 +85,22 @@ def paid_by_owner(c: Cluster, leases: list[Lease]) -> dict[str, int]:
 
 
 def payments(c: Cluster) -> int:
-    """How many times a worker was paid for a task (one ledger transaction each)."""
+    """How many times a worker's wallet was credited for a task (one task is paid in one ledger transaction,
+    with a credit per agreeing node's owner)."""
     with c.db.read() as s:
         return int(
             s.exec(
                 select(func.count())
-                .select_from(LedgerTransaction)
-                .where(LedgerTransaction.kind == "task_payment")
+                .select_from(LedgerEntry)
+                .join(
+                    LedgerTransaction, col(LedgerTransaction.id) == col(LedgerEntry.transaction_id)
+                )
+                .join(LedgerAccount, col(LedgerAccount.id) == col(LedgerEntry.account_id))
+                .where(
+                    LedgerTransaction.kind == "task_payment",
+                    LedgerAccount.kind == "user",
+                    col(LedgerEntry.amount_micro) > 0,
+                )
             ).one()
         )
 
