@@ -24,7 +24,6 @@ from google.protobuf import json_format
 
 from client_gui.engine.coordinator_client import (
     CALL_TIMEOUT_S,
-    CHANNEL_OPTIONS,
     CHUNK_SIZE,
     DEFAULT_TARGET,
     TRANSFER_TIMEOUT_S,
@@ -32,6 +31,7 @@ from client_gui.engine.coordinator_client import (
     NotAuthenticated,
     TransferCorrupted,
     _translate,
+    open_channel,
 )
 from shared_proto.v1 import jobs_pb2, jobs_pb2_grpc, users_pb2, users_pb2_grpc
 
@@ -234,12 +234,7 @@ class JobsClient:
         self.token = token or ""
         self.call_timeout_s = call_timeout_s
         self.transfer_timeout_s = transfer_timeout_s
-        if tls:
-            self._channel = grpc.secure_channel(
-                target, grpc.ssl_channel_credentials(), options=CHANNEL_OPTIONS
-            )
-        else:
-            self._channel = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = open_channel(target, tls=tls)
         self._users = users_pb2_grpc.UserServiceStub(self._channel)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
 
