@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn, TypeVar
 
@@ -62,6 +62,16 @@ class RpcBase:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.executor, fn, *args)
+        except HiveMindError as exc:
+            await abort_with(context, exc)
+
+    async def guard(
+        self, context: grpc.aio.ServicerContext[Any, Any], awaitable: Awaitable[T]
+    ) -> T:
+        """Await a domain coroutine that runs on the event loop (the dispatcher's) and turn a domain error
+        into the mapped gRPC status, as ``call`` does for blocking functions."""
+        try:
+            return await awaitable
         except HiveMindError as exc:
             await abort_with(context, exc)
 

@@ -30,17 +30,11 @@ class JobServicer(RpcBase, jobs_pb2_grpc.JobServiceServicer):
         self.max_input_bytes = max_input_bytes
         self.db = dispatcher.db
 
-    async def _guard(self, context: Context, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except HiveMindError as exc:
-            await abort_with(context, exc)
-
     async def UploadInput(
         self, request_iterator: AsyncIterator[jobs_pb2.FileChunk], context: Context
     ) -> jobs_pb2.UploadInputResponse:
         await self.user(context)
-        stored, _ = await self._guard(
+        stored, _ = await self.guard(
             context,
             receive_blob(
                 request_iterator, self.blobs, self.executor, max_size=self.max_input_bytes
@@ -57,7 +51,7 @@ class JobServicer(RpcBase, jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.SubmitJobRequest, context: Context
     ) -> jobs_pb2.SubmitJobResponse:
         user = await self.user(context)
-        submitted = await self._guard(
+        submitted = await self.guard(
             context,
             self.dispatcher.submit(
                 user, spec_to_dict(request.spec), request.idempotency_key or None
@@ -101,7 +95,7 @@ class JobServicer(RpcBase, jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
         user = await self.user(context)
-        refund = await self._guard(context, self.dispatcher.cancel(user, request.job_id))
+        refund = await self.guard(context, self.dispatcher.cancel(user, request.job_id))
         return jobs_pb2.CancelJobResponse(
             success=True,
             message="Cancelled; running containers are being stopped.",

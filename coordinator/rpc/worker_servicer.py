@@ -63,12 +63,6 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
         self._auth_cache[credential] = (now, node)
         return node
 
-    async def _guard(self, context: Context, awaitable: Any) -> Any:
-        try:
-            return await awaitable
-        except HiveMindError as exc:
-            await abort_with(context, exc)
-
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
     ) -> worker_pb2.PollTasksResponse:
@@ -82,7 +76,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
             docker_available=request.docker_available,
             allow_network=request.allow_network,
         )
-        grants = await self._guard(context, self.dispatcher.poll(node, req))
+        grants = await self.guard(context, self.dispatcher.poll(node, req))
         return worker_pb2.PollTasksResponse(
             leases=[_lease_pb(g) for g in grants],
             heartbeat_interval_s=self.dispatcher.heartbeat_interval_s,
@@ -97,7 +91,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
             "memory_usage_percent": request.memory_usage_percent,
             "gpu_usage_percent": request.gpu_usage_percent,
         }
-        cancelled, unknown, deadline = await self._guard(
+        cancelled, unknown, deadline = await self.guard(
             context, self.dispatcher.heartbeat(node, list(request.lease_ids), usage, request.status)
         )
         return worker_pb2.HeartbeatResponse(
@@ -115,7 +109,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
                 context, InvalidArgument(f"Send at most {MAX_LOG_BATCH} log lines per call.")
             )
         lines = [(line.lease_id, line.stream, line.text) for line in request.lines]
-        accepted = await self._guard(context, self.dispatcher.append_logs(node, lines))
+        accepted = await self.guard(context, self.dispatcher.append_logs(node, lines))
         return worker_pb2.AppendLogsResponse(accepted=accepted)
 
     async def UploadOutput(
@@ -141,7 +135,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
             async for chunk in iterator:
                 yield chunk
 
-        stored, _ = await self._guard(
+        stored, _ = await self.guard(
             context,
             receive_blob(
                 chunks(), self.blobs, self.executor, max_size=self.dispatcher.max_output_bytes
@@ -201,7 +195,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
                     reason=r.reason,
                 )
             )
-        outcomes = await self._guard(context, self.dispatcher.report(node, results))
+        outcomes = await self.guard(context, self.dispatcher.report(node, results))
         return worker_pb2.ReportResultsResponse(
             outcomes=[
                 worker_pb2.ReportOutcome(lease_id=o.lease_id, outcome=o.outcome, reason=o.reason)
