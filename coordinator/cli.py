@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from client_gui.engine.cli import add_worker_parser, run_worker
 from client_gui.engine.job_cli import add_job_parser, run_job
+from client_gui.gui_cli import add_gui_parser, run_gui
 from coordinator import __version__
 from coordinator.errors import HiveMindError
 from coordinator.settings import Settings, SettingsError, load_settings
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_argument("--email", help="email address (default: <username>@hivemind.example)")
     add_worker_parser(sub)
     add_job_parser(sub)
+    add_gui_parser(sub)
     demo = sub.add_parser(
         "demo",
         help="run the whole platform on this computer: coordinator, two workers, real jobs, payments",
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(args)
     if args.command == "job":
         return run_job(args)
+    if args.command == "gui":
+        return run_gui(args)
     if args.command == "demo":
         from coordinator.demo import main as demo_main
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
-from coordinator import __version__
+from coordinator import __version__, web
 from coordinator.accounts.ratelimit import LoginRateLimiter
 from coordinator.accounts.service import Accounts
 from coordinator.accounts.tokens import TokenIssuer
@@ -92,6 +92,7 @@ def build_app(services: Services) -> FastAPI:
     install_error_handlers(app)
     for module in (auth, wallet, nodes, admin_ledger, jobs):
         app.include_router(module.router)
+    web.mount(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -36,12 +36,20 @@ die() { log "ERROR: $*"; exit 1; }
 #   debootstrap debian-archive-keyring    builds (and verifies) the Debian rootfs of the Python job image
 #   git                                   the project is a git checkout; setuptools/pip may call it
 #   procps                                ps/pgrep/kill used by scripts and tests
+#   xvfb libegl1 libgl1 libxkbcommon-x11-0 libxcb-*  Qt's runtime libraries (offscreen tests, the
+#     libfontconfig1 libdbus-1-3 fonts-dejavu-core   screenshots on a virtual X screen)
+#   chromium chromium-driver              the headless browser the web panel's tests drive
+#   binutils                              objdump, which PyInstaller needs to bundle the app
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc
     postgresql redis-server
     docker.io iptables
     busybox-static debootstrap debian-archive-keyring
     git procps
+    xvfb libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+    libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3 fonts-dejavu-core
+    chromium chromium-driver
+    binutils
 )
 
 install_system_packages() {

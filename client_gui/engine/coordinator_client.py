@@ -201,6 +201,18 @@ class UserSession:
     role: str
 
 
+def user_session_from_pb(response: users_pb2.LoginResponse) -> UserSession:
+    """The session in a Login/RefreshToken answer; :class:`NotAuthenticated` when it refused."""
+    if not response.success or not response.token:
+        raise NotAuthenticated(response.message or "The coordinator refused the sign-in.")
+    return UserSession(
+        token=response.token,
+        refresh_token=response.refresh_token,
+        expires_in_s=int(response.expires_in),
+        role=response.role,
+    )
+
+
 @dataclass(frozen=True)
 class NodeRegistration:
     node_id: str
@@ -437,14 +449,7 @@ class CoordinatorClient:
 
     @staticmethod
     def _session(response: users_pb2.LoginResponse) -> UserSession:
-        if not response.success or not response.token:
-            raise NotAuthenticated(response.message or "The coordinator refused the sign-in.")
-        return UserSession(
-            token=response.token,
-            refresh_token=response.refresh_token,
-            expires_in_s=int(response.expires_in),
-            role=response.role,
-        )
+        return user_session_from_pb(response)
 
     def register_node(
         self, user_token: str, report: BenchmarkReport, *, node_id: str = ""
