@@ -76,8 +76,9 @@ MAX_PAGE_SIZE = 200
 KIND_GRANT = "grant"
 KIND_TRANSFER = "transfer"
 
-KIND_GRANT = "grant"
-KIND_TRANSFER = "transfer"
+POSTED_KINDS = "hivemind.ledger.posted_kinds"
+"""Key of a list in a connection's ``info``: when an observer put one there (at the start of a transaction),
+each transaction written appends its kind. Nothing is recorded on connections nobody observes."""
 
 
 # -- results ----------------------------------------------------------------------------------------------
@@ -309,6 +310,17 @@ _FIND_REPLAY = (
 )
 _WALLET_OF = select(ACCOUNTS.c.id).where(ACCOUNTS.c.user_id == bindparam("user_id"))
 _ACCOUNT_NAMED = select(ACCOUNTS.c.id).where(ACCOUNTS.c.name == bindparam("name"))
+_LOCK_WALLETS_OF = (
+    select(ACCOUNTS.c.id)
+    .where(
+        ACCOUNTS.c.user_id.in_(bindparam("senders", expanding=True))
+        | ACCOUNTS.c.user_id.in_(
+            select(USERS.c.id).where(USERS.c.username.in_(bindparam("recipients", expanding=True)))
+        )
+    )
+    .order_by(ACCOUNTS.c.id)
+    .with_for_update(key_share=True)
+)
 _USER_NAMED = select(USERS.c.id).where(USERS.c.username == bindparam("username"))
 _USER_EXISTS = select(USERS.c.id).where(USERS.c.id == bindparam("user_id"))
 
@@ -518,6 +530,11 @@ def _write(
     updated = conn.execute(_set_balances(len(entries)), params).rowcount
     if updated != len(entries):  # pragma: no cover - the rows are locked: only a bug gets here
         raise RuntimeError(f"ledger: updated {updated} balances of {len(entries)}; rolling back")
+    posted = conn.info.get(POSTED_KINDS)
+    if (
+        posted is not None
+    ):  # an observer (coordinator/metrics.py) counts it when the transaction commits
+        posted.append(kind)
     return Posting(
         transaction_id=int(tx_id),
         created_at=now,
@@ -673,6 +690,23 @@ def _lock_transfer_parties(
     raise NotFound(
         "The wallets for this transfer could not be found. Try again."
     )  # pragma: no cover
+
+
+def lock_transfer_wallets(session: Session, parties: list[tuple[int, str]]) -> None:
+    """Lock, in one ordered statement, the wallets of several transfers' (sender id, recipient name)
+    parties: a group of transfers sharing one transaction then takes its row locks in ascending order,
+    as every other ledger writer does, and cannot deadlock against them (PostgreSQL; on SQLite the
+    database is locked whole)."""
+    conn = session.connection()
+    if _dialect(conn) != "postgresql" or not parties:
+        return
+    conn.execute(
+        _LOCK_WALLETS_OF,
+        {
+            "senders": sorted({sender for sender, _ in parties}),
+            "recipients": sorted({recipient for _, recipient in parties}),
+        },
+    )
 
 
 def transfer(

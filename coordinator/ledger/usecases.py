@@ -10,7 +10,7 @@ from sqlmodel import Session
 from coordinator.accounts.tokens import Principal
 from coordinator.clock import Clock
 from coordinator.db import Database
-from coordinator.errors import PermissionDenied
+from coordinator.errors import HiveMindError, PermissionDenied
 from coordinator.ledger.service import (
     DEFAULT_PAGE_SIZE,
     GrantResult,
@@ -20,6 +20,7 @@ from coordinator.ledger.service import (
     get_balance,
     grant,
     list_transactions,
+    lock_transfer_wallets,
     transfer,
     user_id_by_username,
 )
@@ -51,8 +52,10 @@ class Ledger:
         idempotency_key: str | None = None,
         memo: str = "",
     ) -> TransferResult:
-        with self.db.write() as session:
-            return transfer(
+        # Grouped with concurrent transfers into one commit: transfer() refuses (HiveMindError) only
+        # before it writes, which is what write_grouped needs to answer a refusal alone.
+        return self.db.write_grouped(
+            lambda session: transfer(
                 session,
                 sender_user_id,
                 recipient_username,
@@ -60,7 +63,11 @@ class Ledger:
                 idempotency_key=idempotency_key,
                 memo=memo,
                 now=self.clock(),
-            )
+            ),
+            refusals=HiveMindError,
+            prelock=lock_transfer_wallets,
+            lock_key=(sender_user_id, recipient_username),
+        )
 
     def grant(
         self,
