@@ -39,6 +39,8 @@ die() { log "ERROR: $*"; exit 1; }
 #   xvfb libegl1 libgl1 libxkbcommon-x11-0 libxcb-*  Qt's runtime libraries (offscreen tests, the
 #     libfontconfig1 libdbus-1-3 fonts-dejavu-core   screenshots on a virtual X screen)
 #   chromium chromium-driver              the headless browser the web panel's tests drive
+#   libxss1 libxtst6 dbus-daemon          idle time on X11 (XScreenSaver), the X11 idle test's input,
+#                                         the private D-Bus the Wayland idle test runs
 #   binutils                              objdump, which PyInstaller needs to bundle the app
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc
@@ -49,6 +51,7 @@ APT_PACKAGES=(
     xvfb libegl1 libgl1 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
     libxcb-shape0 libxcb-render-util0 libxcb-image0 libfontconfig1 libdbus-1-3 fonts-dejavu-core
     chromium chromium-driver
+    libxss1 libxtst6 dbus-daemon
     binutils
 )
 
