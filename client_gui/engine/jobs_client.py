@@ -115,6 +115,25 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class JobEstimate:
+    """What a spec would cost, in micro-CPT, from the coordinator's current price table."""
+
+    task_count: int
+    replicas: int
+    timeout_s: int
+    escrow_micro: int
+    """Held from the wallet at submission: the whole budget; what is not spent comes back at the end."""
+    max_cost_micro: int
+    """The most the job can cost: ``full_timeout_cost_micro`` capped by the budget."""
+    full_timeout_cost_micro: int
+    """Every replica of every task using all it reserved until the timeout, on the fastest node."""
+    min_cost_micro: int
+    task_minute_micro: int
+    """One task (all its replicas) per minute of run time on the reference machine."""
+    platform_fee_bps: int
+
+
+@dataclass(frozen=True)
 class Upload:
     sha256: str
     size: int
@@ -322,6 +341,24 @@ class JobsClient:
         request = jobs_pb2.SubmitJobRequest(spec=message, idempotency_key=idempotency_key or "")
         reply = self._call("submit the job", self._jobs.SubmitJob, request)
         return Submission(reply.job_id, reply.escrow_micro, reply.task_count, reply.message)
+
+    def estimate(self, spec: Mapping[str, Any] | jobs_pb2.JobSpec) -> JobEstimate:
+        """What the job would cost, checked as :meth:`submit_job` would check it; nothing is held."""
+        message = spec if isinstance(spec, jobs_pb2.JobSpec) else spec_from_dict(spec)
+        reply = self._call(
+            "estimate the job", self._jobs.EstimateJob, jobs_pb2.EstimateJobRequest(spec=message)
+        )
+        return JobEstimate(
+            task_count=reply.task_count,
+            replicas=reply.replicas,
+            timeout_s=reply.timeout_s,
+            escrow_micro=reply.escrow_micro,
+            max_cost_micro=reply.max_cost_micro,
+            full_timeout_cost_micro=reply.full_timeout_cost_micro,
+            min_cost_micro=reply.min_cost_micro,
+            task_minute_micro=reply.task_minute_micro,
+            platform_fee_bps=reply.platform_fee_bps,
+        )
 
     def get(self, job_id: str) -> JobStatus:
         reply = self._call("show the job", self._jobs.GetJob, jobs_pb2.GetJobRequest(job_id=job_id))

@@ -9,6 +9,7 @@ import os
 import pathlib
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -22,6 +23,7 @@ from coordinator.api.deps import CurrentUser, ServicesDep
 from coordinator.errors import InvalidArgument
 from coordinator.jobs import service as jobs
 from coordinator.jobs.blobs import CHUNK_SIZE, BlobStore, StoredBlob
+from coordinator.jobs.estimate import estimate
 from coordinator.jobs.models import Job, Task, TaskLog
 from coordinator.jobs.spec import JobSpec
 
@@ -123,6 +125,24 @@ class SubmitOut(BaseModel):
     task_count: int
     replayed: bool = Field(description="true when this idempotency key was used before")
     message: str
+
+
+class EstimateOut(BaseModel):
+    """What the spec would cost, in micro-CPT, from the coordinator's current price table."""
+
+    task_count: int
+    replicas: int
+    timeout_s: int
+    escrow_micro: int = Field(description="held from the wallet at submission: the whole budget")
+    max_cost_micro: int = Field(description="the most the job can cost (capped by the budget)")
+    full_timeout_cost_micro: int = Field(
+        description="every replica using all it reserved until the timeout, on the fastest node"
+    )
+    min_cost_micro: int = Field(description="every replica at the minimum charge")
+    task_minute_micro: int = Field(
+        description="one task (all replicas) per minute of run time on the reference machine"
+    )
+    platform_fee_bps: int
 
 
 # -- jobs and tasks as their owner sees them ------------------------------------------------------------------
@@ -322,6 +342,18 @@ async def submit_job(
         if submitted.replayed
         else "Job submitted.",
     )
+
+
+@router.post("/jobs/estimate", response_model=EstimateOut)
+def estimate_job(body: JobSpecIn, _user: CurrentUser, services: ServicesDep) -> EstimateOut:
+    """What the spec would cost, checked as a submission is; nothing is held or created."""
+    dispatcher = services.dispatcher
+    found = estimate(
+        body.model_dump(),
+        prices=dispatcher.prices(),
+        default_max_attempts=dispatcher.default_max_attempts,
+    )
+    return EstimateOut(**asdict(found))
 
 
 @router.get("/jobs", response_model=JobListOut)

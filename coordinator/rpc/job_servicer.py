@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ import grpc
 from coordinator.errors import HiveMindError
 from coordinator.jobs import service as jobs
 from coordinator.jobs.blobs import BlobStore
+from coordinator.jobs.estimate import estimate
 from coordinator.rpc.common import RpcBase, abort_with
 from coordinator.rpc.convert import job_to_pb, spec_to_dict
 from coordinator.rpc.files import receive_blob, send_blob
@@ -70,6 +72,21 @@ class JobServicer(RpcBase, jobs_pb2_grpc.JobServiceServicer):
             escrow_micro=job.escrow_micro,
             task_count=job.task_count,
         )
+
+    async def EstimateJob(
+        self, request: jobs_pb2.EstimateJobRequest, context: Context
+    ) -> jobs_pb2.EstimateJobResponse:
+        await self.user(context)
+        dispatcher = self.dispatcher
+        found = await self.call(
+            context,
+            lambda: estimate(
+                spec_to_dict(request.spec),
+                prices=dispatcher.prices(),
+                default_max_attempts=dispatcher.default_max_attempts,
+            ),
+        )
+        return jobs_pb2.EstimateJobResponse(**asdict(found))
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.JobStatus:
         user = await self.user(context)

@@ -348,6 +348,76 @@ class SubmitJobResponse(_message.Message):
 Global___SubmitJobResponse: _TypeAlias = SubmitJobResponse  # noqa: Y015
 
 @_typing.final
+class EstimateJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spec(self) -> Global___JobSpec: ...
+    def __init__(
+        self,
+        *,
+        spec: Global___JobSpec | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstimateJobRequest: _TypeAlias = EstimateJobRequest  # noqa: Y015
+
+@_typing.final
+class EstimateJobResponse(_message.Message):
+    """Integer micro-CPT, from the coordinator's current price table."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_COUNT_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_S_FIELD_NUMBER: _builtins.int
+    ESCROW_MICRO_FIELD_NUMBER: _builtins.int
+    MAX_COST_MICRO_FIELD_NUMBER: _builtins.int
+    FULL_TIMEOUT_COST_MICRO_FIELD_NUMBER: _builtins.int
+    MIN_COST_MICRO_FIELD_NUMBER: _builtins.int
+    TASK_MINUTE_MICRO_FIELD_NUMBER: _builtins.int
+    PLATFORM_FEE_BPS_FIELD_NUMBER: _builtins.int
+    task_count: _builtins.int
+    replicas: _builtins.int
+    timeout_s: _builtins.int
+    escrow_micro: _builtins.int
+    """Held from the wallet at submission: the whole budget (what is not spent is refunded at the end)."""
+    max_cost_micro: _builtins.int
+    """The most the job can cost: full_timeout_cost_micro capped by the budget."""
+    full_timeout_cost_micro: _builtins.int
+    """Every replica of every task using all it reserved until the timeout, on the fastest node priced."""
+    min_cost_micro: _builtins.int
+    """Every replica of every task at the minimum charge."""
+    task_minute_micro: _builtins.int
+    """One task (all its replicas) for one minute on the reference machine, using what it reserved."""
+    platform_fee_bps: _builtins.int
+    def __init__(
+        self,
+        *,
+        task_count: _builtins.int = ...,
+        replicas: _builtins.int = ...,
+        timeout_s: _builtins.int = ...,
+        escrow_micro: _builtins.int = ...,
+        max_cost_micro: _builtins.int = ...,
+        full_timeout_cost_micro: _builtins.int = ...,
+        min_cost_micro: _builtins.int = ...,
+        task_minute_micro: _builtins.int = ...,
+        platform_fee_bps: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escrow_micro", b"escrow_micro", "full_timeout_cost_micro", b"full_timeout_cost_micro", "max_cost_micro", b"max_cost_micro", "min_cost_micro", b"min_cost_micro", "platform_fee_bps", b"platform_fee_bps", "replicas", b"replicas", "task_count", b"task_count", "task_minute_micro", b"task_minute_micro", "timeout_s", b"timeout_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EstimateJobResponse: _TypeAlias = EstimateJobResponse  # noqa: Y015
+
+@_typing.final
 class GetJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -44,6 +44,11 @@ class JobServiceStub:
                 request_serializer=shared__proto_dot_v1_dot_jobs__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=shared__proto_dot_v1_dot_jobs__pb2.SubmitJobResponse.FromString,
                 _registered_method=True)
+        self.EstimateJob = channel.unary_unary(
+                '/hivemind.v1.JobService/EstimateJob',
+                request_serializer=shared__proto_dot_v1_dot_jobs__pb2.EstimateJobRequest.SerializeToString,
+                response_deserializer=shared__proto_dot_v1_dot_jobs__pb2.EstimateJobResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/hivemind.v1.JobService/GetJob',
                 request_serializer=shared__proto_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
@@ -84,6 +89,13 @@ class JobServiceServicer:
 
     def SubmitJob(self, request, context):
         """Validates the spec, holds `max_budget_micro` in escrow and queues the job's tasks, all or nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimateJob(self, request, context):
+        """What a spec would cost, before submitting it: validated as SubmitJob validates it; holds nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +146,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.SubmitJob,
                     request_deserializer=shared__proto_dot_v1_dot_jobs__pb2.SubmitJobRequest.FromString,
                     response_serializer=shared__proto_dot_v1_dot_jobs__pb2.SubmitJobResponse.SerializeToString,
+            ),
+            'EstimateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateJob,
+                    request_deserializer=shared__proto_dot_v1_dot_jobs__pb2.EstimateJobRequest.FromString,
+                    response_serializer=shared__proto_dot_v1_dot_jobs__pb2.EstimateJobResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -215,6 +232,33 @@ class JobService:
             '/hivemind.v1.JobService/SubmitJob',
             shared__proto_dot_v1_dot_jobs__pb2.SubmitJobRequest.SerializeToString,
             shared__proto_dot_v1_dot_jobs__pb2.SubmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hivemind.v1.JobService/EstimateJob',
+            shared__proto_dot_v1_dot_jobs__pb2.EstimateJobRequest.SerializeToString,
+            shared__proto_dot_v1_dot_jobs__pb2.EstimateJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

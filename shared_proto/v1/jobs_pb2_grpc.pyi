@@ -39,6 +39,8 @@ class JobServiceStub:
     """
     SubmitJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SubmitJobRequest, _jobs_pb2.SubmitJobResponse]
     """Validates the spec, holds `max_budget_micro` in escrow and queues the job's tasks, all or nothing."""
+    EstimateJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.EstimateJobRequest, _jobs_pb2.EstimateJobResponse]
+    """What a spec would cost, before submitting it: validated as SubmitJob validates it; holds nothing."""
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.JobStatus]
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]
@@ -57,6 +59,8 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     SubmitJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SubmitJobRequest, _jobs_pb2.SubmitJobResponse]  # type: ignore[assignment]
     """Validates the spec, holds `max_budget_micro` in escrow and queues the job's tasks, all or nothing."""
+    EstimateJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.EstimateJobRequest, _jobs_pb2.EstimateJobResponse]  # type: ignore[assignment]
+    """What a spec would cost, before submitting it: validated as SubmitJob validates it; holds nothing."""
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.JobStatus]  # type: ignore[assignment]
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]  # type: ignore[assignment]
@@ -84,6 +88,14 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.SubmitJobResponse, _abc.Awaitable[_jobs_pb2.SubmitJobResponse]]:
         """Validates the spec, holds `max_budget_micro` in escrow and queues the job's tasks, all or nothing."""
+
+    @_abc_1.abstractmethod
+    def EstimateJob(
+        self,
+        request: _jobs_pb2.EstimateJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.EstimateJobResponse, _abc.Awaitable[_jobs_pb2.EstimateJobResponse]]:
+        """What a spec would cost, before submitting it: validated as SubmitJob validates it; holds nothing."""
 
     @_abc_1.abstractmethod
     def GetJob(
