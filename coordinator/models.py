@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from coordinator.accounts.models import RefreshToken, User
+from coordinator.admin.models import AuditEntry, PriceChange
 from coordinator.jobs.models import Blob, Job, JobDependency, Lease, Task, TaskLog
 from coordinator.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from coordinator.nodes.models import Node
@@ -10,6 +11,7 @@ from coordinator.nodes.models import Node
 metadata = SQLModel.metadata
 
 __all__ = [
+    "AuditEntry",
     "Blob",
     "Job",
     "JobDependency",
@@ -18,6 +20,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "Node",
+    "PriceChange",
     "RefreshToken",
     "Task",
     "TaskLog",

@@ -15,22 +15,44 @@ from typing import Any
 import grpc
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import Response
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
 from coordinator import __version__, web
 from coordinator.accounts.ratelimit import LoginRateLimiter
 from coordinator.accounts.service import Accounts
-from coordinator.accounts.tokens import TokenIssuer
-from coordinator.api import admin_ledger, auth, jobs, nodes, wallet
+from coordinator.admin.access import AccessGuard, GuardedTokenIssuer
+from coordinator.admin.jobs import JobAdmin
+from coordinator.admin.nodes import NodeAdmin
+from coordinator.admin.overview import Overview
+from coordinator.admin.pricing import Pricing
+from coordinator.admin.users import UserAdmin
+from coordinator.api import (
+    admin_audit,
+    admin_jobs,
+    admin_ledger,
+    admin_nodes,
+    admin_pricing,
+    admin_users,
+    auth,
+    jobs,
+    nodes,
+    overview,
+    wallet,
+)
 from coordinator.api.deps import Services
 from coordinator.api.errors import install_error_handlers
 from coordinator.clock import Clock, utcnow
 from coordinator.db import Database
 from coordinator.jobs.blobs import BlobStore
+from coordinator.metrics import HttpMetricsMiddleware, Metrics
 from coordinator.nodes.service import NodeRegistry
 from coordinator.rewards.pricing import PriceTable
+from coordinator.rpc.common import MetricsInterceptor
 from coordinator.rpc.job_servicer import JobServicer
 from coordinator.rpc.node_servicer import NodeServicer
 from coordinator.rpc.token_servicer import TokenServicer
@@ -89,14 +111,39 @@ def build_app(services: Services) -> FastAPI:
         description="REST API of the HiveMind volunteer-computing coordinator. Money is integer micro-CPT.",
     )
     app.state.services = services
+    app.add_middleware(HttpMetricsMiddleware, metrics=services.metrics)
     install_error_handlers(app)
-    for module in (auth, wallet, nodes, admin_ledger, jobs):
+    for module in (
+        auth,
+        wallet,
+        nodes,
+        admin_ledger,
+        jobs,
+        overview,
+        admin_nodes,
+        admin_jobs,
+        admin_users,
+        admin_pricing,
+        admin_audit,
+    ):
         app.include_router(module.router)
     web.mount(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    @app.get(
+        "/metrics",
+        tags=["metrics"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    )
+    async def metrics() -> Response:
+        """Prometheus metrics (no sign-in; see docs/ADMIN.md). Runs on the event loop, where the
+        scheduling core whose queue depth it reports lives; the one query runs in the thread pool."""
+        services.metrics.nodes_online.set(await run_in_threadpool(services.overview.nodes_online))
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -108,8 +155,11 @@ class Coordinator:
         self.settings = settings
         self.clock = clock
         self.db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        self.issuer = TokenIssuer(
-            settings.resolved_jwt_secret(), settings.access_token_ttl_s, clock
+        self.metrics = Metrics()
+        self.metrics.watch_ledger(self.db)
+        self.guard = AccessGuard()
+        self.issuer = GuardedTokenIssuer(
+            settings.resolved_jwt_secret(), settings.access_token_ttl_s, clock, self.guard
         )
         self.limiter = LoginRateLimiter(
             per_user=settings.login_max_failures_per_user,
@@ -128,7 +178,7 @@ class Coordinator:
         self.nodes = NodeRegistry(self.db, clock)
         self.executor = ThreadPoolExecutor(max_workers=settings.db_threads, thread_name_prefix="db")
         self.blobs = BlobStore(settings.data_dir / "blobs", self.db, clock)
-        self.prices = price_table(settings)
+        self.pricing = Pricing(self.db, clock, price_table(settings))
         self.dispatcher = Dispatcher(
             self.db,
             self.blobs,
@@ -136,7 +186,7 @@ class Coordinator:
             self.executor,
             make_liveness(settings.redis_url),
             make_wake(settings.redis_url),
-            prices=lambda: self.prices,
+            prices=self.pricing.current,
             lease_ttl_s=settings.lease_ttl_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
             node_ttl_s=settings.node_ttl_s,
@@ -145,7 +195,9 @@ class Coordinator:
             max_extra_replicas=settings.max_extra_replicas,
             max_output_bytes=settings.max_output_bytes,
             default_max_attempts=settings.default_max_attempts,
+            metrics=self.metrics,
         )
+        self.overview = Overview(self.db, clock)
         self.services = Services(
             settings=settings,
             db=self.db,
@@ -156,6 +208,12 @@ class Coordinator:
             nodes=self.nodes,
             dispatcher=self.dispatcher,
             blobs=self.blobs,
+            metrics=self.metrics,
+            pricing=self.pricing,
+            overview=self.overview,
+            node_admin=NodeAdmin(self.db, clock),
+            user_admin=UserAdmin(self.db, clock, self.guard),
+            job_admin=JobAdmin(self.dispatcher, clock),
         )
         self.app = build_app(self.services)
         self.grpc_port = 0
@@ -165,15 +223,21 @@ class Coordinator:
         self._http_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
+    @property
+    def prices(self) -> PriceTable:
+        """The price table new submissions are priced by."""
+        return self.pricing.current()
+
     def _build_grpc(self) -> grpc.aio.Server:
         server = grpc.aio.server(
+            interceptors=[MetricsInterceptor(self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
                 # Workers send keepalive pings every 60 s; allow them even between calls.
                 ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-            ]
+            ],
         )
         base: dict[str, Any] = {"issuer": self.issuer, "executor": self.executor}
         users_pb2_grpc.add_UserServiceServicer_to_server(
@@ -206,8 +270,12 @@ class Coordinator:
 
     async def start(self) -> None:
         """Migrate the schema, then bind and start both servers (ports 0 pick free ones)."""
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.db.migrate)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.db.migrate)
+        await loop.run_in_executor(self.executor, self.pricing.load)
+        await loop.run_in_executor(self.executor, self.guard.load, self.db)
         await self.dispatcher.start()
+        await self.overview.start(lambda fn: loop.run_in_executor(self.executor, fn))
         self._grpc = self._build_grpc()
         self.grpc_port = self._grpc.add_insecure_port(
             f"{self.settings.host}:{self.settings.grpc_port}"
@@ -255,6 +323,7 @@ class Coordinator:
         if self._http is not None and self._http_task is not None:
             self._http.should_exit = True
             await self._http_task
+        await self.overview.stop()
         await self.dispatcher.stop()
         self.executor.shutdown(wait=True)
         self.db.dispose()

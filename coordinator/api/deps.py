@@ -12,10 +12,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from coordinator.accounts.ratelimit import LoginRateLimiter
 from coordinator.accounts.service import Accounts
 from coordinator.accounts.tokens import Principal, TokenIssuer
+from coordinator.admin.jobs import JobAdmin
+from coordinator.admin.nodes import NodeAdmin
+from coordinator.admin.overview import Overview
+from coordinator.admin.pricing import Pricing
+from coordinator.admin.users import UserAdmin
 from coordinator.clock import Clock
 from coordinator.db import Database
 from coordinator.errors import PermissionDenied, Unauthenticated
 from coordinator.jobs.blobs import BlobStore
+from coordinator.metrics import Metrics
 from coordinator.nodes.service import NodeRegistry
 from coordinator.scheduling.service import Dispatcher
 from coordinator.settings import Settings
@@ -34,6 +40,12 @@ class Services:
     nodes: NodeRegistry
     dispatcher: Dispatcher
     blobs: BlobStore
+    metrics: Metrics
+    pricing: Pricing
+    overview: Overview
+    node_admin: NodeAdmin
+    user_admin: UserAdmin
+    job_admin: JobAdmin
 
 
 def get_services(request: Request) -> Services:
@@ -56,7 +68,10 @@ def current_user(
 
 def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     if not user.is_admin:
-        raise PermissionDenied("This needs an administrator account.")
+        raise PermissionDenied(
+            f"This needs an administrator account; you are signed in as '{user.username}', who is not "
+            "one. Sign in as an administrator, or ask one to promote you."
+        )
     return user
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import pathlib
 import tempfile
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from coordinator.api.deps import CurrentUser, ServicesDep
 from coordinator.errors import InvalidArgument
@@ -27,6 +29,7 @@ from coordinator.jobs.estimate import estimate
 from coordinator.jobs.models import Job, Task, TaskLog
 from coordinator.jobs.spec import JobSpec
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 # Generous caps so an absurd body is refused before any work; coordinator.jobs.spec gives the precise rules
@@ -281,10 +284,13 @@ async def upload_input(
             max_length=_SHORT, description="optional: refused unless the bytes have this sha256"
         ),
     ] = None,
-    content_length: Annotated[int | None, Header(ge=0)] = None,
 ) -> UploadOut:
     """Upload one input file as the raw request body; refer to it in a spec by the returned sha256."""
     blobs, max_size = services.blobs, services.settings.max_input_bytes
+    # Content-Length is HTTP framing, not a parameter: read it here, so the schema does not invite
+    # clients (or fuzzers) to send one that disagrees with the body.
+    declared = request.headers.get("content-length", "")
+    content_length = int(declared) if declared.isdigit() else None
     if content_length is not None and content_length > max_size:
         raise InvalidArgument(BlobStore._too_large(max_size))
     # Spool to a temporary file first: a slow client then holds no thread while its bytes trickle in
@@ -294,11 +300,17 @@ async def upload_input(
     try:
         size = 0
         with os.fdopen(fd, "wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > max_size:
-                    raise InvalidArgument(BlobStore._too_large(max_size))
-                await run_in_threadpool(out.write, chunk)
+            try:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > max_size:
+                        raise InvalidArgument(BlobStore._too_large(max_size))
+                    await run_in_threadpool(out.write, chunk)
+            except ClientDisconnect:
+                logger.info("input upload abandoned by the client after %d bytes", size)
+                raise InvalidArgument(
+                    "The upload ended before the whole file arrived. Send it again."
+                ) from None
 
         def store() -> StoredBlob:
             with spool.open("rb") as fh:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -17,6 +17,7 @@ from coordinator.accounts.tokens import Principal
 from coordinator.db import Database
 from coordinator.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from coordinator.jobs.blobs import check_sha256
+from coordinator.jobs.estimate import check_budget
 from coordinator.jobs.models import (
     JOB_CANCELLED,
     JOB_COMPLETED,
@@ -37,7 +38,9 @@ from coordinator.jobs.models import (
 )
 from coordinator.jobs.spec import JobSpec, parse_spec
 from coordinator.ledger import service as ledger
-from coordinator.rewards.pricing import PriceTable, format_price_problem, minimum_job_cost
+from coordinator.ledger.errors import InsufficientFunds
+from coordinator.ledger.models import LedgerAccount
+from coordinator.rewards.pricing import PriceTable, minimum_job_cost
 
 TASKS = Task.__table__  # type: ignore[attr-defined]
 
@@ -91,13 +94,7 @@ def submit(
             )
             return Submitted(existing, JobSpec.from_stored(existing.spec), ids, replayed=True)
 
-    minimum = minimum_job_cost(spec.task_count, spec.replicas, prices)
-    if spec.max_budget_micro < minimum:
-        raise InvalidArgument(
-            f"The budget of {ledger.format_cpt(spec.max_budget_micro)} is below this job's minimum cost of "
-            f"{ledger.format_cpt(minimum)} ({format_price_problem(spec.task_count, spec.replicas, prices)}). "
-            "Raise max_budget_micro."
-        )
+    check_budget(spec, prices)
 
     for item in spec.inputs:
         if item.sha256:
@@ -260,7 +257,9 @@ def close_job(session: Session, job: Job, state: str, *, now: datetime, reason: 
             [(job.escrow_account_id, -refund), (wallet, refund)],
             now=now,
             memo=f"Unused budget of job {job.name or job.id}"[:200],
-            idempotency_key=f"refund:{job.id}",
+            # One refund per escrow account: a requeued job holds its budget again in a new account
+            # (see requeue_unfinished), and its next refund must not replay the first one.
+            idempotency_key=f"refund:{job.id}:{job.escrow_account_id}",
         )
         job.refunded_micro = refund
     session.add(job)
@@ -275,6 +274,104 @@ def cancel_tasks(
         .where(col(Task.job_id) == job.id, col(Task.state).not_in(TASK_FINAL))
         .values(state=state, finished_at=now, failure_reason=reason[:500])
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    job: Job
+    tasks: list[Task]
+    held_micro: int
+    requeue_number: int
+
+
+def requeue_unfinished(
+    session: Session, job: Job, *, now: datetime, initiator_user_id: int | None = None
+) -> Requeued:
+    """Reopen a failed or cancelled job: its tasks without a verified result go back to the queue, and what
+    was left of its budget (``escrow_micro - charged_micro``, refunded when it closed) is held again from the
+    owner's wallet in a new escrow account, in the caller's transaction.
+
+    Tasks with a verified result stay as they are (accepted ones, and those whose program itself failed:
+    that result was agreed on and paid for; running it again would fail the same way). A job whose parents
+    have not all completed cannot be requeued; the dependents a failed job doomed stay failed."""
+    if job.state not in (JOB_FAILED, JOB_CANCELLED):
+        hint = " Cancel it first if it is stuck." if job.state not in JOB_FINAL else ""
+        raise FailedPrecondition(
+            f"Only a failed or cancelled job can be requeued; this one is {job.state}.{hint}"
+        )
+    parents = session.exec(
+        select(Job.id, Job.state)
+        .join(JobDependency, col(JobDependency.parent_id) == col(Job.id))
+        .where(JobDependency.job_id == job.id)
+    ).all()
+    unfinished_parents = [pid for pid, state in parents if state != JOB_COMPLETED]
+    if unfinished_parents:
+        raise FailedPrecondition(
+            f"This job depends on {', '.join(unfinished_parents)}, which did not complete; "
+            "requeue that job first and requeue this one after it completes."
+        )
+    rerun = [
+        t
+        for t in tasks_of(session, job.id)
+        if t.state in (TASK_FAILED, TASK_CANCELLED) and t.result_hash is None
+    ]
+    if not rerun:
+        raise FailedPrecondition(
+            "Every task of this job has a verified result; there is nothing to run again."
+        )
+    spec = JobSpec.from_stored(job.spec)
+    prices = PriceTable.from_dict(job.prices)
+    hold = job.escrow_micro - job.charged_micro
+    minimum = minimum_job_cost(len(rerun), spec.replicas, prices)
+    if hold < minimum or hold <= 0:
+        raise FailedPrecondition(
+            f"What is left of this job's budget ({ledger.format_cpt(hold)}) is below the least that "
+            f"running {len(rerun)} task(s) again can cost ({ledger.format_cpt(minimum)}). "
+            "Submit the job again with a larger budget."
+        )
+    wallet = ledger.wallet_id(session, job.owner_id)
+    if wallet is None:
+        raise FailedPrecondition("The job's owner has no wallet.")
+    prefix = f"escrow:{job.id}:r"
+    earlier = session.exec(
+        select(func.count())
+        .select_from(LedgerAccount)
+        .where(col(LedgerAccount.name).startswith(prefix, autoescape=True))
+    ).one()
+    number = int(earlier) + 1
+    escrow = ledger.open_escrow_account(session, f"{job.id}:r{number}", now=now)
+    try:
+        ledger.post(
+            session,
+            "escrow_hold",
+            [(wallet, -hold), (escrow, hold)],
+            now=now,
+            memo=f"Budget held again for requeued job {job.name or job.id}"[:200],
+            initiator_user_id=initiator_user_id,
+        )
+    except InsufficientFunds as exc:
+        raise FailedPrecondition(
+            f"The owner's wallet holds {ledger.format_cpt(exc.balance_micro)}; running this job again "
+            f"holds {ledger.format_cpt(hold)} of budget. Grant them CPT first, or let them top up."
+        ) from None
+    failed_again = sum(1 for t in rerun if t.state == TASK_FAILED)
+    for task in rerun:
+        task.state = TASK_QUEUED
+        task.attempts = 0
+        task.failure_reason = ""
+        task.finished_at = None
+        task.replicas_needed = spec.replicas
+        task.quorum = spec.quorum
+        session.add(task)
+    job.state = JOB_QUEUED
+    job.escrow_account_id = escrow
+    job.refunded_micro = 0  # the refund went back into escrow
+    job.tasks_failed -= failed_again
+    job.failure_reason = ""
+    job.finished_at = None
+    session.add(job)
+    session.flush()
+    return Requeued(job, rerun, hold, number)
 
 
 def dependents_ready(session: Session, parent_id: str) -> tuple[list[Job], list[Job]]:
@@ -329,6 +426,7 @@ __all__ = [
     "list_jobs",
     "mark_queued",
     "parent_output",
+    "requeue_unfinished",
     "submit",
     "tasks_of",
 ]

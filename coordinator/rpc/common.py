@@ -4,8 +4,12 @@ metadata, and the one mapping from domain errors to gRPC status codes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn, TypeVar
 
@@ -13,6 +17,7 @@ import grpc
 
 from coordinator.accounts.tokens import Principal, TokenIssuer
 from coordinator.errors import HiveMindError, Unauthenticated, status_for
+from coordinator.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +87,105 @@ class RpcBase:
             return self.issuer.verify(bearer_token(context, token_field))
         except Unauthenticated as exc:
             await abort_with(context, exc)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts every gRPC call by method and status code and times it (coordinator/metrics.py). It wraps the
+    method's handler, so the code is the one the servicer ended with: OK, the code of ``abort_with``, or
+    UNKNOWN for an exception nobody mapped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        record = functools.partial(self._record, method)
+        h: Any = handler
+        if h.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _timed_unary(h.unary_unary, record),
+                request_deserializer=h.request_deserializer,
+                response_serializer=h.response_serializer,
+            )
+        if h.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _timed_unary(h.stream_unary, record),
+                request_deserializer=h.request_deserializer,
+                response_serializer=h.response_serializer,
+            )
+        if h.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _timed_stream(h.unary_stream, record),
+                request_deserializer=h.request_deserializer,
+                response_serializer=h.response_serializer,
+            )
+        if h.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _timed_stream(h.stream_stream, record),
+                request_deserializer=h.request_deserializer,
+                response_serializer=h.response_serializer,
+            )
+        return handler  # pragma: no cover - a handler has one of the four shapes
+
+    def _record(self, method: str, code: str, seconds: float) -> None:
+        self.metrics.grpc_requests.labels(method, code).inc()
+        self.metrics.grpc_latency.labels(method).observe(seconds)
+
+
+def _final_code(context: Any, exc: BaseException | None) -> str:
+    code = None
+    with contextlib.suppress(Exception):
+        code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if exc is None:
+        return "OK"
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    return "UNKNOWN"
+
+
+def _timed_unary(
+    behavior: Callable[[Any, Any], Awaitable[Any]], record: Callable[[str, float], None]
+) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def timed(request: Any, context: Any) -> Any:
+        start = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            return await behavior(request, context)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            record(_final_code(context, failure), time.perf_counter() - start)
+
+    return timed
+
+
+def _timed_stream(
+    behavior: Callable[[Any, Any], Any], record: Callable[[str, float], None]
+) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def timed(request: Any, context: Any) -> AsyncIterator[Any]:
+        start = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:  # a coroutine that writes with context.write()
+                await result
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            record(_final_code(context, failure), time.perf_counter() - start)
+
+    return timed

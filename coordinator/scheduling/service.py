@@ -60,6 +60,7 @@ from coordinator.jobs.models import (
 )
 from coordinator.jobs.spec import JobSpec
 from coordinator.ledger import service as ledger
+from coordinator.metrics import Metrics
 from coordinator.nodes.models import Node
 from coordinator.rewards import pricing
 from coordinator.scheduling import core
@@ -169,6 +170,12 @@ class _Effects:
     wake: bool = False
     # node id -> its trust as this transaction wrote it
     trust: dict[str, verification.TrustState] = field(default_factory=dict)
+    # verification outcome (agreed, disagreed, quarantined) -> how many, counted once the transaction commits
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        if n:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
 
 class Dispatcher:
@@ -191,6 +198,7 @@ class Dispatcher:
         max_output_bytes: int,
         default_max_attempts: int,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
@@ -224,6 +232,10 @@ class Dispatcher:
         self._wallets: dict[int, int] = {}
         self._log_lock = threading.Lock()
         self._tick_task: asyncio.Task[None] | None = None
+        self.metrics = metrics or Metrics()
+        self.metrics.queue_depth_source = self.core.queue_depth_by_priority
+        # task id -> when it was queued, until its first lease (the submit-to-lease latency)
+        self._queued_at: dict[str, datetime] = {}
         self.counters = {
             "leases_granted": 0,
             "leases_expired": 0,
@@ -250,9 +262,17 @@ class Dispatcher:
                 self.tasks[info.task_id] = info
             for entry in entries:
                 self.core.handle(core.TaskQueued(entry), now)
+                self._queued_at.setdefault(entry.task_id, now)
             effects.wake = effects.wake or bool(entries)
+        for outcome, n in effects.outcomes.items():
+            self.metrics.verification_outcomes.labels(outcome).inc(n)
         failed: list[core.FailTask] = []
         for event in effects.events:
+            if isinstance(event, core.TaskClosed):
+                self._queued_at.pop(event.task_id, None)
+            elif isinstance(event, core.JobCancelled):
+                for task_id in [t for t in self._queued_at if self._job_of(t) == event.job_id]:
+                    del self._queued_at[task_id]
             decisions = self.core.handle(event, now)
             self._route(decisions)
             failed += [d for d in decisions if isinstance(d, core.FailTask)]
@@ -261,6 +281,15 @@ class Dispatcher:
         if failed:
             more = await self._db(self._persist_failures, failed, now)
             await self._apply(more)
+
+    def _job_of(self, task_id: str) -> str:
+        info = self.tasks.get(task_id)
+        return info.job_id if info is not None else ""
+
+    def note_trust(self, node_id: str, trust: verification.TrustState) -> None:
+        """An administrator changed the node's trust (quarantine, release): it applies to its next poll,
+        even one already waiting. Call on the event loop thread."""
+        self.trust[node_id] = trust
 
     def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
         effects = _Effects()
@@ -455,7 +484,17 @@ class Dispatcher:
         await self._apply(effects)
         return submitted
 
-    async def cancel(self, principal: Principal, job_id: str) -> int:
+    async def cancel(
+        self,
+        principal: Principal,
+        job_id: str,
+        *,
+        reason: str = "Cancelled by its owner.",
+        also: Callable[[Session, Job, int], None] | None = None,
+    ) -> int:
+        """Cancel the job and refund what it did not consume. ``also(session, job, refund)`` runs in the same
+        transaction (the admin API writes its audit entry there)."""
+
         def work() -> tuple[int, _Effects]:
             effects = _Effects()
             now = self.clock()
@@ -474,16 +513,59 @@ class Dispatcher:
                     )
                     .values(state=LEASE_CANCELLED, reason="The job was cancelled.")
                 )
-                refund = jobs.close_job(
-                    session, job, JOB_CANCELLED, now=now, reason="Cancelled by its owner."
-                )
+                refund = jobs.close_job(session, job, JOB_CANCELLED, now=now, reason=reason)
                 self._after_job_final(session, job, effects, now)
+                if also is not None:
+                    also(session, job, refund)
             effects.events.append(core.JobCancelled(job_id))
             return refund, effects
 
         refund, effects = await self._db(work)
         await self._apply(effects)
         return refund
+
+    async def requeue(
+        self,
+        job_id: str,
+        *,
+        initiator_user_id: int | None = None,
+        also: Callable[[Session, jobs.Requeued], None] | None = None,
+    ) -> jobs.Requeued:
+        """Put a failed or cancelled job's unfinished tasks back in the queue with a new escrow hold (see
+        ``jobs.requeue_unfinished``). ``also(session, requeued)`` runs in the same transaction."""
+
+        def work() -> tuple[jobs.Requeued, _Effects]:
+            effects = _Effects()
+            now = self.clock()
+            with self.db.write() as session:
+                job = session.get(Job, job_id, with_for_update=True) if len(job_id) <= 36 else None
+                if job is None:
+                    raise NotFound(f"There is no job {job_id[:36]!r}. Check the job id.")
+                requeued = jobs.requeue_unfinished(
+                    session, job, now=now, initiator_user_id=initiator_user_id
+                )
+                info = self._job_info(session, job)
+                if info is None:
+                    raise FailedPrecondition(
+                        "An input of this job is no longer stored; submit the job again."
+                    )
+                effects.queued_jobs.append(
+                    (
+                        info,
+                        [TaskInfo(t.id, job.id, t.index, t.params) for t in requeued.tasks],
+                        [
+                            self._entry(job, info.spec, t, pending=t.replicas_needed)
+                            for t in requeued.tasks
+                        ],
+                    )
+                )
+                if also is not None:
+                    also(session, requeued)
+            return requeued, effects
+
+        requeued, effects = await self._db(work)
+        await self._apply(effects)
+        return requeued
 
     # -- workers ---------------------------------------------------------------------------------------
     def _offer(self, node: Node, req: PollRequest) -> core.NodeOffer:
@@ -517,6 +599,11 @@ class Dispatcher:
             ]
             if grants:
                 self.counters["leases_granted"] += len(grants)
+                self.metrics.leases_granted.inc(len(grants))
+                for grant in grants:
+                    queued_at = self._queued_at.pop(grant.task_id, None)
+                    if queued_at is not None:
+                        self.metrics.submit_to_lease.observe((now - queued_at).total_seconds())
                 await self._db(self._persist_grants, node, grants, now)
                 return [self._lease_grant(g) for g in grants]
             remaining = wait_until - loop.time()
@@ -605,6 +692,7 @@ class Dispatcher:
     ) -> tuple[list[str], list[str], datetime]:
         """Renew the node's leases. Returns (cancelled, unknown, new deadline)."""
         now = self.clock()
+        self.metrics.heartbeats.inc()
         await self.liveness.touch(node.id, now)
         decisions = self.core.handle(core.Renew(node.id, tuple(lease_ids)), now)
         told = self.cancelled.pop(node.id, set())
@@ -648,6 +736,7 @@ class Dispatcher:
         failed = [d for d in decisions if isinstance(d, core.FailTask)]
         self._route(decisions)
         self.counters["leases_expired"] += len(expired)
+        self.metrics.leases_expired.inc(len(expired))
         effects = await self._db(self._persist_expiry, expired, failed, now)
         effects.wake = effects.wake or bool(expired)
         await self._apply(effects)
@@ -924,6 +1013,7 @@ class Dispatcher:
                 effects.events.append(core.MoreReplicas(task.id, count))
                 effects.wake = True
             case verification.Unverifiable(reason):
+                effects.count("disagreed", len(reported))
                 self._fail_tasks(session, [(task.id, reason)], effects, now)
                 for x in reported:
                     x.state = LEASE_INVALID
@@ -1019,6 +1109,7 @@ class Dispatcher:
             task.charged_micro += charge
             trust = verification.after_valid(self._trust(node))
             self._store_trust(session, node, trust, effects)
+            effects.count("agreed")
         total = sum(credits.values()) + total_fee
         if total > 0 and job.escrow_account_id is not None:
             entries = [(job.escrow_account_id, -total), *((w, a) for w, a in credits.items() if a)]
@@ -1037,8 +1128,12 @@ class Dispatcher:
             lease.reason = "The result disagreed with the quorum; not paid."
             session.add(lease)
             node = nodes[lease.node_id]
+            effects.count("disagreed")
+            was_quarantined = node.quarantined
             trust = verification.after_invalid(self._trust(node))
             self._store_trust(session, node, trust, effects)
+            if trust.quarantined and not was_quarantined:
+                effects.count("quarantined")
             if trust.quarantined:
                 logger.warning(
                     "node quarantined",

@@ -1,0 +1,92 @@
+"""Helpers for admin tests: funded users, jobs submitted over REST, stand-in workers that take leases from the
+real dispatcher, and the audit log as an administrator sees it."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+from sqlmodel import func, select
+
+from coordinator.admin.models import AuditEntry
+from coordinator.jobs.models import JOB_FINAL, TASK_ACCEPTED, Job, Task
+from tests.jobs.helpers import CPT, StandInWorker, fund
+from tests.support import RunningCoordinator, bearer
+
+_names = itertools.count()
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "square",
+        "image": "python:3.11-slim",
+        "command": ["python3", "-c", "print(6 * 7)"],
+        "output_paths": ["out.txt"],
+        "resources": {"cpu_cores": 1, "memory_gb": 0.5},
+        "max_budget_micro": 2 * CPT,
+    } | overrides
+
+
+def funded(c: RunningCoordinator, name: str, amount_micro: int = 10 * CPT) -> tuple[int, str]:
+    user_id, token = c.signup(name)
+    fund(c, user_id, amount_micro)
+    return user_id, token
+
+
+def submit(c: RunningCoordinator, token: str, **overrides: Any) -> str:
+    r = c.http.post("/api/v1/jobs", json=spec(**overrides), headers=bearer(token))
+    assert r.status_code == 201, r.text
+    return str(r.json()["job_id"])
+
+
+def volunteer(c: RunningCoordinator) -> StandInWorker:
+    """A node of a new owner (the verifier wants replicas on distinct owners)."""
+    name = f"vol{next(_names)}"
+    _, token = c.signup(name)
+    return StandInWorker(c, token, f"{name}-pc")
+
+
+def run_until_final(c: RunningCoordinator, job_ids: list[str], *, rounds: int = 20) -> None:
+    """Let stand-in volunteers lease and report every task of ``job_ids`` until each job is final."""
+    for _ in range(rounds):
+        with c.coordinator.db.read() as session:
+            open_jobs = [
+                j
+                for j in job_ids
+                if (row := session.get(Job, j)) is not None and row.state not in JOB_FINAL
+            ]
+        if not open_jobs:
+            return
+        ran = volunteer(c).run_one({"out.txt": b"42\n"}, b"42\n", [("stdout", "42")])
+        assert ran is not None, "the scheduler had nothing for a fresh node while jobs were open"
+    raise AssertionError(f"jobs {job_ids} did not finish after {rounds} volunteers")
+
+
+def run_until_accepted(c: RunningCoordinator, job_id: str, tasks: int, *, rounds: int = 10) -> None:
+    """Let stand-in volunteers run tasks until ``tasks`` of the job are accepted (the rest stay open)."""
+    for _ in range(rounds):
+        volunteer(c).run_one({"out.txt": b"42\n"}, b"42\n", [])
+        with c.coordinator.db.read() as session:
+            states = [t.state for t in session.exec(select(Task).where(Task.job_id == job_id))]
+        if states.count(TASK_ACCEPTED) >= tasks:
+            return
+    raise AssertionError(f"fewer than {tasks} task(s) of {job_id} were accepted")
+
+
+def error(r: httpx.Response) -> tuple[int, str, str]:
+    body = r.json()["error"]
+    return r.status_code, body["code"], body["message"]
+
+
+def audit_entries(c: RunningCoordinator, token: str, **filters: Any) -> list[dict[str, Any]]:
+    r = c.http.get("/api/v1/admin/audit-log", params=filters, headers=bearer(token))
+    assert r.status_code == 200, r.text
+    entries: list[dict[str, Any]] = r.json()["entries"]
+    return entries
+
+
+def audit_count(c: RunningCoordinator) -> int:
+    """Rows in the audit log, read straight from the database."""
+    with c.coordinator.db.read() as session:
+        return int(session.exec(select(func.count()).select_from(AuditEntry)).one())
