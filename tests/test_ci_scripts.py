@@ -17,6 +17,7 @@ SCRIPTS = [
     REPO / "scripts" / "services.sh",
     REPO / "scripts" / "build_images.sh",
     REPO / "scripts" / "test.sh",
+    REPO / "installer" / "check.sh",
 ]
 
 
@@ -39,6 +40,7 @@ def test_ci_runs_the_readme_test_command() -> None:
         ("services", "bash scripts/services.sh start"),
         ("images", "bash scripts/build_images.sh"),
         ("test", "bash scripts/test.sh"),
+        ("installer", "bash installer/check.sh"),
     ]
 
 
