@@ -127,6 +127,10 @@ class TaskStarted:
     task_id: str
     job_id: str
     image: str
+    timeout_s: int = 0
+    """The longest the task may run here (0: unknown)."""
+    cpu_cores: float = 0.0
+    """The cores the container gets under the owner's cap."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,17 @@ class Error:
     message: str
 
 
-WorkerEvent = StateChanged | Registered | TaskStarted | TaskLog | TaskFinished | Error
+@dataclass(frozen=True)
+class BenchmarkFinished:
+    """This computer was measured: before registering, or again when the owner asked
+    (:meth:`Worker.rerun_benchmark`)."""
+
+    report: BenchmarkReport
+
+
+WorkerEvent = (
+    StateChanged | Registered | TaskStarted | TaskLog | TaskFinished | Error | BenchmarkFinished
+)
 EventCallback = Callable[[WorkerEvent], None]
 
 
@@ -378,6 +392,7 @@ class Worker:
         self._offline_message = ""
         self._fatal_message = ""
         self._node_id = ""
+        self._last_benchmark: BenchmarkReport | None = None
         self._docker: DockerStatus | None = None
         self._docker_checked = 0.0
         self._state: tuple[WorkerState, str] | None = None
@@ -416,6 +431,44 @@ class Worker:
     def node_id(self) -> str:
         with self._lock:
             return self._node_id
+
+    @property
+    def last_benchmark(self) -> BenchmarkReport | None:
+        """The latest benchmark this worker ran (None until it ran one: a computer registered
+        before does not measure itself again at start)."""
+        with self._lock:
+            return self._last_benchmark
+
+    def rerun_benchmark(self) -> BenchmarkReport:
+        """Measure this computer again and re-register it (same node id) with the new figures.
+
+        Blocks for the whole benchmark and a coordinator call: call it from a worker thread, never a
+        GUI thread. Raises :class:`BenchmarkError` or :class:`CoordinatorError` (their ``str()`` is a
+        sentence for the owner); the loop carries on with the old figures then.
+        """
+        if self._sign_in is None:
+            raise NotAuthenticated("Sign in to measure and register this computer again.")
+        report = self._measure()
+        token = self._sign_in()
+        known_id = self._safe_node_id()
+        registration = self.client.register_node(token, report, node_id=known_id)
+        try:
+            self.identity.save(registration.node_id, registration.credential)
+        except (CredentialStoreError, WorkerConfigError) as exc:
+            raise CoordinatorError(str(exc)) from exc
+        self.client.set_node_credential(registration.credential)
+        with self._lock:
+            self._node_id = registration.node_id
+        self._emit(Registered(registration.node_id, registration.message))
+        self._refresh_state()
+        return report
+
+    def _measure(self) -> BenchmarkReport:
+        report = self._benchmark()
+        with self._lock:
+            self._last_benchmark = report
+        self._emit(BenchmarkFinished(report))
+        return report
 
     @property
     def paused(self) -> bool:
@@ -537,7 +590,7 @@ class Worker:
             )
         self._set_state("registering", "Measuring this computer's speed.")
         try:
-            report = self._benchmark()
+            report = self._measure()
         except BenchmarkError as exc:
             raise _Fatal(str(exc)) from exc
         known_id = self._safe_node_id()
@@ -766,7 +819,16 @@ class Worker:
         )
         with self._lock:
             self._threads[lease.lease_id] = thread
-        self._emit(TaskStarted(lease.lease_id, lease.task_id, lease.job_id, lease.image))
+        self._emit(
+            TaskStarted(
+                lease.lease_id,
+                lease.task_id,
+                lease.job_id,
+                lease.image,
+                timeout_s=lease.timeout_s or DEFAULT_TIMEOUT_S,
+                cpu_cores=run.cpu_cores,
+            )
+        )
         self._refresh_state()
         thread.start()
 

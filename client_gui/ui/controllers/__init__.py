@@ -1,0 +1,1 @@
+"""Controllers: the behaviour behind each view (signals, background calls, the engine)."""

@@ -1,0 +1,1 @@
+"""Views: widgets and layout only. Behaviour lives in :mod:`client_gui.ui.controllers`."""
