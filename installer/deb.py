@@ -48,6 +48,8 @@ RECOMMENDS = (
     "docker.io | docker-ce",
     # Qt draws text with the system's fonts.
     "fonts-dejavu-core | fonts-liberation2",
+    # "Only when idle" reads idle time on X11 through the XScreenSaver extension.
+    "libxss1",
 )
 SUGGESTS = (
     # An OS keyring keeps the sign-in and the node credential (Secret Service or KWallet).

@@ -40,10 +40,12 @@ KEYRING_BACKENDS: tuple[str, ...] = (
     "keyring.backends.chainer",
     "keyring.backends.fail",
     "keyring.backends.null",
-    # SecretService talks D-Bus through these (imported inside try blocks).
+    # SecretService talks D-Bus through these (imported inside try blocks); the Wayland idle source
+    # loads them by name (client_gui/platform/idle/wayland.py).
     "secretstorage",
     "jeepney",
     "jeepney.io.blocking",
+    "jeepney.wrappers",
 )
 
 LIBRARY_IMPORTS: tuple[str, ...] = (
