@@ -8,25 +8,34 @@ tasks and active leases (:meth:`Dispatcher.start`), so no job and no ledger entr
 A worker's report is one write transaction per batch: the leases' results, the verifier's verdict, the
 payments (escrow → worker wallet and platform fees, through the ledger), trust updates, the job's end and
 its refund, and the release of dependent jobs. Duplicate and late reports change nothing.
+
+Speed. Grants and reports are the hot paths: they read and write leases, tasks and nodes as plain rows with
+Core statements built once at import (a fixed number per batch, with ``executemany`` for the updates), pay
+all of a batch's verified tasks with one ``ledger.post_many`` call (still one ledger transaction and one
+idempotency key per task), and on SQLite share their write transaction with concurrent polls and reports
+(``Database.write_grouped``). A poll whose answer cannot be delivered (the worker hung up after it was
+leased tasks) gives the leases back at once, without charging the tasks an attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlalchemy.sql.dml import Update
+from sqlmodel import Session, SQLModel, col, select
 
 from coordinator.accounts.tokens import Principal
 from coordinator.clock import Clock
@@ -173,9 +182,235 @@ class _Effects:
     # verification outcome (agreed, disagreed, quarantined) -> how many, counted once the transaction commits
     outcomes: dict[str, int] = field(default_factory=dict)
 
+    # dispatcher counters (tasks accepted, failed) to add once the transaction commits
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def tally(self, counter: str, n: int = 1) -> None:
+        self.counters[counter] = self.counters.get(counter, 0) + n
+
     def count(self, outcome: str, n: int = 1) -> None:
         if n:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+
+# -- rows and statements of the grant and report paths (Core: no ORM objects, no flush) --------------------
+LEASES: Table = SQLModel.metadata.tables[str(Lease.__tablename__)]
+TASKS: Table = SQLModel.metadata.tables[str(Task.__tablename__)]
+NODES: Table = SQLModel.metadata.tables[str(Node.__tablename__)]
+BLOBS: Table = SQLModel.metadata.tables[str(Blob.__tablename__)]
+JOBS: Table = SQLModel.metadata.tables[str(Job.__tablename__)]
+
+_LEASE_COLUMNS = (
+    LEASES.c.id,
+    LEASES.c.task_id,
+    LEASES.c.job_id,
+    LEASES.c.node_id,
+    LEASES.c.state,
+    LEASES.c.created_at,
+    LEASES.c.status,
+    LEASES.c.exit_code,
+    LEASES.c.stdout_sha256,
+    LEASES.c.outputs,
+    LEASES.c.result_hash,
+    LEASES.c.usage,
+    LEASES.c.reason,
+)
+_LOCK_LEASES = (
+    sa_select(*_LEASE_COLUMNS)
+    .where(LEASES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(LEASES.c.id)
+    .with_for_update()
+)
+# Earlier reported replicas of the batch's tasks (the batch's own leases are already in hand).
+_REPORTED_OF = sa_select(*_LEASE_COLUMNS).where(
+    LEASES.c.task_id.in_(bindparam("tasks", expanding=True)),
+    LEASES.c.state == bindparam("state"),
+    LEASES.c.id.not_in(bindparam("ids", expanding=True)),
+)
+_LOCK_TASKS = (
+    sa_select(
+        TASKS.c.id,
+        TASKS.c.job_id,
+        TASKS.c.index,
+        TASKS.c.state,
+        TASKS.c.attempts,
+        TASKS.c.replicas_needed,
+        TASKS.c.quorum,
+        TASKS.c.charged_micro,
+    )
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(TASKS.c.id)
+    .with_for_update()
+)
+_LOCK_NODES = (
+    sa_select(
+        NODES.c.id,
+        NODES.c.owner_id,
+        NODES.c.cpu_score,
+        NODES.c.cpu_cores,
+        NODES.c.valid_streak,
+        NODES.c.valid_results,
+        NODES.c.invalid_results,
+        NODES.c.quarantined,
+    )
+    .where(NODES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(NODES.c.id)
+    .with_for_update(key_share=True)
+)
+_BLOB_SIZES = sa_select(BLOBS.c.sha256, BLOBS.c.size).where(
+    BLOBS.c.sha256.in_(bindparam("shas", expanding=True))
+)
+
+# The grant path: a poll's leases, and their tasks and jobs marked running.
+_INSERT_LEASE = insert(LEASES)
+_TASKS_RUNNING = (
+    update(TASKS)
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)), TASKS.c.state == TASK_QUEUED)
+    .values(state=TASK_RUNNING)
+)
+_TASKS_RAISED = (
+    update(TASKS)
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(quorum=2, replicas_needed=TASKS.c.replicas_needed + 1)
+)
+_JOBS_RUNNING = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.state == JOB_QUEUED)
+    .values(state=JOB_RUNNING)
+)
+
+
+@functools.cache
+def _update_by_id(table: Table, columns: tuple[str, ...]) -> Update:
+    """``UPDATE table SET columns... WHERE id = :b_id``, for an executemany over rows with these columns."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+
+
+@dataclass(slots=True)
+class _LeaseRow:
+    id: str
+    task_id: str
+    job_id: str
+    node_id: str
+    state: str
+    created_at: datetime
+    status: str
+    exit_code: int | None
+    stdout_sha256: str | None
+    outputs: list[dict[str, Any]]
+    result_hash: str | None
+    usage: dict[str, Any]
+    reason: str
+
+    @classmethod
+    def of(cls, row: Any) -> _LeaseRow:
+        return cls(*row)
+
+
+@dataclass(slots=True)
+class _TaskRow:
+    id: str
+    job_id: str
+    index: int
+    state: str
+    attempts: int
+    replicas_needed: int
+    quorum: int
+    charged_micro: int
+
+    @classmethod
+    def of(cls, row: Any) -> _TaskRow:
+        return cls(*row)
+
+
+@dataclass(slots=True)
+class _NodeRow:
+    id: str
+    owner_id: int
+    cpu_score: float
+    cpu_cores: int
+    trust: verification.TrustState
+    changed: bool = False
+    quarantine_reason: str = ""
+
+    @classmethod
+    def of(cls, row: Any) -> _NodeRow:
+        return cls(
+            row.id,
+            int(row.owner_id),
+            float(row.cpu_score),
+            int(row.cpu_cores),
+            verification.TrustState(
+                int(row.valid_streak),
+                int(row.valid_results),
+                int(row.invalid_results),
+                bool(row.quarantined),
+            ),
+        )
+
+
+class _Batch:
+    """What one report transaction has loaded, and the row changes it will write in one go at the end."""
+
+    def __init__(self, session: Session, conn: Connection, now: datetime) -> None:
+        self.session = session
+        self.conn = conn
+        self.now = now
+        self.tasks: dict[str, _TaskRow] = {}
+        self.jobs: dict[str, Job] = {}
+        self.finishing: dict[str, Job] = {}  # jobs that closed a task: maybe done now
+        self.unverifiable: list[tuple[str, str]] = []
+        self._leases: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._prices: dict[str, pricing.PriceTable] = {}
+
+    def prices(self, job: Job) -> pricing.PriceTable:
+        table = self._prices.get(job.id)
+        if table is None:
+            table = self._prices[job.id] = pricing.PriceTable.from_dict(job.prices)
+        return table
+
+    def set_lease(self, lease: _LeaseRow, **values: Any) -> None:
+        for name, value in values.items():
+            if hasattr(lease, name):
+                setattr(lease, name, value)
+        self._leases.setdefault(lease.id, {}).update(values)
+
+    def set_task(self, task: _TaskRow, **values: Any) -> None:
+        for name, value in values.items():
+            if hasattr(task, name):
+                setattr(task, name, value)
+        self._tasks.setdefault(task.id, {}).update(values)
+
+    def set_node(self, node: _NodeRow) -> None:
+        trust = node.trust
+        values: dict[str, Any] = {
+            "valid_streak": trust.valid_streak,
+            "valid_results": trust.valid_results,
+            "invalid_results": trust.invalid_results,
+            "quarantined": trust.quarantined,
+        }
+        if node.quarantine_reason:
+            values["quarantine_reason"] = node.quarantine_reason
+        self._nodes[node.id] = values
+
+    def write(self) -> None:
+        """One executemany UPDATE per table and set of changed columns."""
+        for table, changes in ((LEASES, self._leases), (TASKS, self._tasks), (NODES, self._nodes)):
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row_id, values in changes.items():
+                columns = tuple(sorted(values))
+                row = {f"b_{name}": values[name] for name in columns}
+                row["b_id"] = row_id
+                groups.setdefault(columns, []).append(row)
+            for columns, rows in groups.items():
+                self.conn.execute(_update_by_id(table, columns), rows)
+            changes.clear()
 
 
 class Dispatcher:
@@ -241,7 +476,12 @@ class Dispatcher:
             "leases_expired": 0,
             "tasks_accepted": 0,
             "tasks_failed": 0,
+            "leases_released": 0,
         }
+        # jobs this process has marked running (a grant need not mark them again), until requeued
+        self._running_jobs: set[str] = set()
+        # tasks started on the loop that nobody awaits (releasing a cancelled poll's leases)
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- plumbing --------------------------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -258,12 +498,15 @@ class Dispatcher:
                 self.trust[node_id] = trust
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
+            self._running_jobs.discard(job.job_id)
             for info in tasks:
                 self.tasks[info.task_id] = info
             for entry in entries:
                 self.core.handle(core.TaskQueued(entry), now)
                 self._queued_at.setdefault(entry.task_id, now)
             effects.wake = effects.wake or bool(entries)
+        for counter, n in effects.counters.items():
+            self.counters[counter] = self.counters.get(counter, 0) + n
         for outcome, n in effects.outcomes.items():
             self.metrics.verification_outcomes.labels(outcome).inc(n)
         failed: list[core.FailTask] = []
@@ -328,6 +571,8 @@ class Dispatcher:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.wake.close()
         await self.liveness.close()
 
@@ -604,56 +849,107 @@ class Dispatcher:
                     queued_at = self._queued_at.pop(grant.task_id, None)
                     if queued_at is not None:
                         self.metrics.submit_to_lease.observe((now - queued_at).total_seconds())
-                await self._db(self._persist_grants, node, grants, now)
+                persist = asyncio.ensure_future(self._db(self._persist_grants, node, grants, now))
+                try:
+                    await asyncio.shield(persist)
+                except BaseException:
+                    # The poll was cancelled (the worker hung up, or its deadline passed) or the write
+                    # failed: the answer will never reach the worker. Give the leases back at once,
+                    # without charging the tasks an attempt, rather than let them expire.
+                    self._in_background(self._release_undelivered(node, grants, persist))
+                    raise
                 return [self._lease_grant(g) for g in grants]
             remaining = wait_until - loop.time()
             if remaining <= 0:
                 return []
             await self.wake.wait(WORK_TOPIC, remaining)
 
-    def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release_undelivered(
+        self, node: Node, grants: list[core.Grant], persist: asyncio.Future[None]
+    ) -> None:
+        """Return the leases of a poll whose answer could not be delivered: the leases are cancelled
+        (if their write committed) and their tasks requeued at once, with no attempt lost."""
+        try:
+            try:
+                await persist
+                persisted = True
+            except Exception:
+                persisted = False  # nothing was written; only the core holds the leases
+            if persisted:
+                await self._db(self._persist_release, [g.lease_id for g in grants])
+            now = self.clock()
+            effects = _Effects(events=[core.LeaseReleased(g.lease_id) for g in grants], wake=True)
+            for g in grants:
+                self._queued_at.setdefault(g.task_id, now)
+            await self._apply(effects)
+            self.counters["leases_released"] += len(grants)
+            logger.info(
+                "poll cancelled after its grants; leases released",
+                extra={"node_id": node.id, "leases": len(grants)},
+            )
+        except Exception:  # the leases then expire as before; the tick requeues their tasks
+            logger.exception("could not release the leases of a cancelled poll")
+
+    def _persist_release(self, lease_ids: list[str]) -> None:
         with self.db.write() as session:
             session.execute(
-                insert(Lease),
-                [
-                    {
-                        "id": g.lease_id,
-                        "task_id": g.task_id,
-                        "job_id": self.tasks[g.task_id].job_id,
-                        "node_id": node.id,
-                        "node_owner_id": node.owner_id,
-                        "state": LEASE_ACTIVE,
-                        "deadline": g.deadline,
-                        "created_at": now,
-                        "status": "",
-                        "outputs": [],
-                        "usage": {},
-                        "charged_micro": 0,
-                        "paid_micro": 0,
-                        "reason": "",
-                    }
-                    for g in grants
-                ],
-            )
-            task_ids = [g.task_id for g in grants]
-            session.execute(
-                update(Task)
-                .where(col(Task.id).in_(task_ids), col(Task.state) == TASK_QUEUED)
-                .values(state=TASK_RUNNING)
-            )
-            raised = [g.task_id for g in grants if g.quorum is not None]
-            if raised:  # adaptive replication added a cross-check replica
-                session.execute(
-                    update(Task)
-                    .where(col(Task.id).in_(raised))
-                    .values(quorum=2, replicas_needed=col(Task.replicas_needed) + 1)
+                update(Lease)
+                .where(col(Lease.id).in_(lease_ids), col(Lease.state) == LEASE_ACTIVE)
+                .values(
+                    state=LEASE_CANCELLED,
+                    reason="The poll that took it was cancelled before the worker got it.",
                 )
-            job_ids = {self.tasks[t].job_id for t in task_ids}
-            session.execute(
-                update(Job)
-                .where(col(Job.id).in_(job_ids), col(Job.state) == JOB_QUEUED)
-                .values(state=JOB_RUNNING)
             )
+
+    def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
+        """Write a poll's leases, and mark their tasks (and jobs) running: three or four statements. On
+        SQLite concurrent polls share one transaction (group commit); the core already decided them."""
+        task_ids = [g.task_id for g in grants]
+        job_ids = sorted({self.tasks[t].job_id for t in task_ids} - self._running_jobs)
+        rows = [
+            {
+                "id": g.lease_id,
+                "task_id": g.task_id,
+                "job_id": self.tasks[g.task_id].job_id,
+                "node_id": node.id,
+                "node_owner_id": node.owner_id,
+                "state": LEASE_ACTIVE,
+                "deadline": g.deadline,
+                "created_at": now,
+                "status": "",
+                "outputs": [],
+                "usage": {},
+                "charged_micro": 0,
+                "paid_micro": 0,
+                "reason": "",
+            }
+            for g in grants
+        ]
+        raised = [g.task_id for g in grants if g.quorum is not None]
+
+        def work(session: Session) -> None:
+            conn = session.connection()
+            conn.execute(_INSERT_LEASE, rows)
+            conn.execute(_TASKS_RUNNING, {"ids": task_ids})
+            if raised:  # adaptive replication added a cross-check replica
+                conn.execute(_TASKS_RAISED, {"ids": raised})
+            if job_ids:
+                conn.execute(_JOBS_RUNNING, {"ids": job_ids})
+
+        self._write(work)
+        self._running_jobs.update(job_ids)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """A write transaction; on SQLite (one writer at a time) shared with concurrent callers."""
+        if self.db.is_sqlite:
+            return self.db.write_grouped(work, refusals=PermissionDenied)
+        with self.db.write() as session:
+            return work(session)
 
     def _lease_grant(self, grant: core.Grant) -> LeaseGrant:
         task = self.tasks[grant.task_id]
@@ -771,7 +1067,7 @@ class Dispatcher:
             task.failure_reason = reason[:500]
             task.finished_at = now
             session.add(task)
-            self.counters["tasks_failed"] += 1
+            effects.tally("tasks_failed")
             job = session.get(Job, task.job_id, with_for_update=True)
             assert job is not None
             job.tasks_failed += 1
@@ -791,94 +1087,77 @@ class Dispatcher:
     def _record_results(
         self, node: Node, results: list[ReportedResult]
     ) -> tuple[list[Outcome], _Effects]:
-        """One write transaction for a batch: load what it touches in a few queries, record every result,
-        then verify each touched task once."""
+        """One write transaction for a batch, in a fixed number of statements whatever its size.
+
+        Leases, tasks and nodes are read and written as plain rows with Core statements (one SELECT ...
+        FOR UPDATE per table, one executemany UPDATE per table at the end); the batch's jobs are the only
+        ORM objects (a job array is one row). Every verified task's payment is its own ledger transaction
+        with its own idempotency key, and all of them are posted together (``ledger.post_many``). A
+        refused batch raises before anything is written; a crash anywhere rolls the whole batch back."""
+        return self._write(lambda session: self._record_results_in(session, node, results))
+
+    def _record_results_in(
+        self, session: Session, node: Node, results: list[ReportedResult]
+    ) -> tuple[list[Outcome], _Effects]:
         effects = _Effects()
         outcomes: list[Outcome] = []
         now = self.clock()
-        with self.db.write() as session:
-            ids = [r.lease_id for r in results if r.lease_id]
-            query = select(Lease).where(col(Lease.id).in_(ids)).order_by(col(Lease.id))
-            leases = {x.id: x for x in session.exec(query.with_for_update())}
-            for result in results:  # all-or-nothing ownership check before anything is written
-                lease = leases.get(result.lease_id)
-                if lease is None or lease.node_id != node.id:
-                    raise PermissionDenied(
-                        f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
-                    )
-            task_ids = sorted({x.task_id for x in leases.values()})
-            tasks = {
-                t.id: t
-                for t in session.exec(
-                    select(Task)
-                    .where(col(Task.id).in_(task_ids))
-                    .order_by(col(Task.id))
-                    .with_for_update()
+        batch = _Batch(session, session.connection(), now)
+        ids = sorted({r.lease_id for r in results if r.lease_id})
+        leases = {
+            row.id: _LeaseRow.of(row) for row in batch.conn.execute(_LOCK_LEASES, {"ids": ids})
+        }
+        for result in results:  # all-or-nothing ownership check before anything is written
+            lease = leases.get(result.lease_id)
+            if lease is None or lease.node_id != node.id:
+                raise PermissionDenied(
+                    f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
                 )
-            }
-            job_ids = sorted({x.job_id for x in leases.values()})
-            jobs_by_id = {
-                j.id: j
-                for j in session.exec(
-                    select(Job)
-                    .where(col(Job.id).in_(job_ids))
-                    .order_by(col(Job.id))
-                    .with_for_update()
-                )
-            }
-            shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
-            blob_sizes = {
-                sha: size
-                for sha, size in session.exec(
-                    select(Blob.sha256, Blob.size).where(col(Blob.sha256).in_(shas))
-                )
-            }
-            touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
-            for result in results:
-                lease = leases[result.lease_id]
-                outcome = self._record_one(
-                    session,
-                    lease,
-                    tasks[lease.task_id],
-                    jobs_by_id[lease.job_id],
-                    result,
-                    blob_sizes,
-                    effects,
-                    now,
-                )
-                outcomes.append(outcome)
-                if lease.state == LEASE_REPORTED and outcome.outcome == "accepted":
-                    touched[lease.task_id] = None
-            if touched:
-                session.flush()
-                reported: dict[str, list[Lease]] = {t: [] for t in touched}
-                for x in session.exec(
-                    select(Lease)
-                    .where(
-                        col(Lease.task_id).in_(list(touched)), col(Lease.state) == LEASE_REPORTED
-                    )
-                    .order_by(col(Lease.created_at), col(Lease.id))
-                ):
-                    reported[x.task_id].append(x)
-                for task_id in touched:
-                    task = tasks[task_id]
-                    if task.state not in TASK_FINAL:
-                        self._verify(
-                            session, jobs_by_id[task.job_id], task, reported[task_id], effects, now
-                        )
+        batch.tasks = {
+            row.id: _TaskRow.of(row)
+            for row in batch.conn.execute(
+                _LOCK_TASKS, {"ids": sorted({x.task_id for x in leases.values()})}
+            )
+        }
+        job_ids = sorted({x.job_id for x in leases.values()})
+        batch.jobs = {
+            j.id: j
+            for j in session.exec(
+                select(Job).where(col(Job.id).in_(job_ids)).order_by(col(Job.id)).with_for_update()
+            )
+        }
+        shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
+        blob_sizes = {
+            str(sha): int(size)
+            for sha, size in batch.conn.execute(_BLOB_SIZES, {"shas": sorted(shas)})
+        }
+        touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
+        for result in results:
+            lease = leases[result.lease_id]
+            outcome = self._record_one(batch, lease, result, blob_sizes, effects)
+            outcomes.append(outcome)
+            if lease.state == LEASE_REPORTED and outcome.outcome == "accepted":
+                touched[lease.task_id] = None
+        if touched:
+            self._verify_batch(batch, leases, list(touched), effects)
+        batch.write()
+        for job in batch.finishing.values():
+            if jobs.finish_if_done(session, job, now=now):
+                self._after_job_final(session, job, effects, now)
+        if batch.unverifiable:
+            self._fail_tasks(session, batch.unverifiable, effects, now)
         return outcomes, effects
 
     def _record_one(
         self,
-        session: Session,
-        lease: Lease,
-        task: Task,
-        job: Job,
+        batch: _Batch,
+        lease: _LeaseRow,
         result: ReportedResult,
         blob_sizes: dict[str, int],
         effects: _Effects,
-        now: datetime,
     ) -> Outcome:
+        task = batch.tasks[lease.task_id]
+        now = batch.now
         if lease.state != LEASE_ACTIVE:
             kind = (
                 "duplicate"
@@ -889,27 +1168,23 @@ class Dispatcher:
                 lease.id, kind, f"This lease was already {lease.state}; nothing changed."
             )
         if task.state in TASK_FINAL:
-            lease.state = LEASE_CANCELLED
-            session.add(lease)
+            batch.set_lease(lease, state=LEASE_CANCELLED)
             return Outcome(
                 lease.id, "late", "The task was already decided; this result is not needed."
             )
-        lease.reported_at = now
-        lease.status = result.status[:24]
-        lease.reason = result.reason[:500]
+        batch.set_lease(
+            lease, reported_at=now, status=result.status[:24], reason=result.reason[:500]
+        )
         if (
             result.status == "cancelled"
         ):  # the node's owner paused or stopped it: no attempt is lost
-            lease.state = LEASE_CANCELLED
-            session.add(lease)
+            batch.set_lease(lease, state=LEASE_CANCELLED)
             effects.events.append(core.LeaseReleased(lease.id))
             effects.wake = True
             return Outcome(lease.id, "accepted", "Given back; the task goes to another node.")
         if result.status in RUN_ERROR_STATUSES or result.status not in RESULT_STATUSES:
-            lease.state = LEASE_FAILED
-            session.add(lease)
-            task.attempts += 1
-            session.add(task)
+            batch.set_lease(lease, state=LEASE_FAILED)
+            batch.set_task(task, attempts=task.attempts + 1)
             reason = result.reason or "The node could not run the task."
             effects.events.append(core.LeaseFailed(lease.id, reason))
             effects.wake = True
@@ -917,12 +1192,11 @@ class Dispatcher:
                 lease.id, "accepted", "Recorded as a failed run; the task will be retried."
             )
 
+        job = batch.jobs[lease.job_id]
         spec = self._spec(job)
         problem = self._check_outputs(spec, result, blob_sizes)
         if problem:
-            lease.state = LEASE_FAILED
-            lease.reason = problem[:500]
-            session.add(lease)
+            batch.set_lease(lease, state=LEASE_FAILED, reason=problem[:500])
             effects.events.append(core.LeaseFailed(lease.id, problem))
             effects.wake = True
             return Outcome(lease.id, "rejected", problem)
@@ -940,31 +1214,33 @@ class Dispatcher:
             memory_gb=r.memory_gb,
             gpu_count=r.gpu_count,
         )
-        lease.state = LEASE_REPORTED
-        lease.exit_code = result.exit_code
-        lease.stdout_sha256 = result.stdout_sha256
-        lease.outputs = [{"path": p, "sha256": s, "size": n} for p, s, n in result.outputs]
-        lease.result_hash = verification.result_hash(
-            result.exit_code,
-            result.stdout_sha256,
-            [(p, s) for p, s, _ in result.outputs],
-            status=result.status,
+        batch.set_lease(
+            lease,
+            state=LEASE_REPORTED,
+            exit_code=result.exit_code,
+            stdout_sha256=result.stdout_sha256,
+            outputs=[{"path": p, "sha256": s, "size": n} for p, s, n in result.outputs],
+            result_hash=verification.result_hash(
+                result.exit_code,
+                result.stdout_sha256,
+                [(p, s) for p, s, _ in result.outputs],
+                status=result.status,
+            ),
+            usage={
+                "claimed": {
+                    "cpu_seconds": result.usage.cpu_seconds,
+                    "peak_memory_bytes": result.usage.peak_memory_bytes,
+                    "wall_seconds": result.usage.wall_seconds,
+                    "gpu_seconds": result.usage.gpu_seconds,
+                },
+                "checked": {
+                    "cpu_seconds": checked.cpu_seconds,
+                    "peak_memory_bytes": checked.peak_memory_bytes,
+                    "wall_seconds": checked.wall_seconds,
+                    "gpu_seconds": checked.gpu_seconds,
+                },
+            },
         )
-        lease.usage = {
-            "claimed": {
-                "cpu_seconds": result.usage.cpu_seconds,
-                "peak_memory_bytes": result.usage.peak_memory_bytes,
-                "wall_seconds": result.usage.wall_seconds,
-                "gpu_seconds": result.usage.gpu_seconds,
-            },
-            "checked": {
-                "cpu_seconds": checked.cpu_seconds,
-                "peak_memory_bytes": checked.peak_memory_bytes,
-                "wall_seconds": checked.wall_seconds,
-                "gpu_seconds": checked.gpu_seconds,
-            },
-        }
-        session.add(lease)
         effects.events.append(core.LeaseReported(lease.id))
         return Outcome(lease.id, "accepted")
 
@@ -985,109 +1261,133 @@ class Dispatcher:
                 return f"The output '{path[:80]}' was reported with the wrong size."
         return ""
 
-    def _verify(
+    def _verify_batch(
         self,
-        session: Session,
-        job: Job,
-        task: Task,
-        reported: list[Lease],
+        batch: _Batch,
+        leases: dict[str, _LeaseRow],
+        touched: list[str],
         effects: _Effects,
-        now: datetime,
     ) -> None:
-        spec = self._spec(job)
-        # Replicas still to come: running ones and those queued but not leased yet.
-        running = max(0, task.replicas_needed - len(reported))
-        max_replicas = max(spec.replicas, task.quorum) + self.max_extra_replicas
-        verdict = verification.decide(
-            [verification.Reported(x.id, x.node_id, x.result_hash or "") for x in reported],
-            quorum=task.quorum,
-            running=running,
-            max_replicas=max_replicas,
-        )
-        match verdict:
-            case verification.Wait():
-                return
-            case verification.NeedMore(count):
-                task.replicas_needed += count
-                session.add(task)
-                effects.events.append(core.MoreReplicas(task.id, count))
-                effects.wake = True
-            case verification.Unverifiable(reason):
-                effects.count("disagreed", len(reported))
-                self._fail_tasks(session, [(task.id, reason)], effects, now)
-                for x in reported:
-                    x.state = LEASE_INVALID
-                    session.add(x)
-                effects.events.append(core.TaskClosed(task.id))
-            case verification.Accept(accepted_hash, valid, invalid):
-                by_id = {x.id: x for x in reported}
-                self._settle(
-                    session,
-                    job,
-                    task,
-                    [by_id[i] for i in valid],
-                    [by_id[i] for i in invalid],
-                    effects,
-                    now,
-                )
-                winner = by_id[valid[0]]
-                task.result_hash = accepted_hash
-                task.exit_code = winner.exit_code
-                task.stdout_sha256 = winner.stdout_sha256
-                task.outputs = list(winner.outputs)
-                task.finished_at = now
-                succeeded = winner.status == "succeeded" and winner.exit_code == 0
-                task.state = TASK_ACCEPTED if succeeded else TASK_FAILED
-                if not succeeded:
-                    task.failure_reason = (
-                        winner.reason
-                        or f"The task ended with status {winner.status}, exit code {winner.exit_code}."
-                    )[:500]
-                session.add(task)
-                if succeeded:
-                    job.tasks_done += 1
-                    self.counters["tasks_accepted"] += 1
-                else:
-                    job.tasks_failed += 1
-                    self.counters["tasks_failed"] += 1
-                    if not job.failure_reason:
-                        job.failure_reason = f"Task {task.index}: {task.failure_reason}"[:500]
-                session.add(job)
-                effects.events.append(core.TaskClosed(task.id))
-                if jobs.finish_if_done(session, job, now=now):
-                    self._after_job_final(session, job, effects, now)
+        """Decide every touched task, then settle the accepted ones: their nodes are locked in one
+        statement, their payments posted in one ledger call."""
+        # Each touched task's reported replicas: this batch's (in memory) and earlier ones (one query).
+        reported: dict[str, list[_LeaseRow]] = {t: [] for t in touched}
+        for x in leases.values():
+            if x.state == LEASE_REPORTED and x.task_id in reported:
+                reported[x.task_id].append(x)
+        for row in batch.conn.execute(
+            _REPORTED_OF, {"tasks": touched, "state": LEASE_REPORTED, "ids": sorted(leases)}
+        ):
+            reported[row.task_id].append(_LeaseRow.of(row))
+        accepted: list[tuple[_TaskRow, verification.Accept, list[_LeaseRow]]] = []
+        for task_id in touched:
+            task = batch.tasks[task_id]
+            if task.state in TASK_FINAL:
+                continue
+            replicas = sorted(reported[task_id], key=lambda x: (x.created_at, x.id))
+            job = batch.jobs[task.job_id]
+            spec = self._spec(job)
+            # Replicas still to come: running ones and those queued but not leased yet.
+            running = max(0, task.replicas_needed - len(replicas))
+            max_replicas = max(spec.replicas, task.quorum) + self.max_extra_replicas
+            verdict = verification.decide(
+                [verification.Reported(x.id, x.node_id, x.result_hash or "") for x in replicas],
+                quorum=task.quorum,
+                running=running,
+                max_replicas=max_replicas,
+            )
+            match verdict:
+                case verification.Wait():
+                    pass
+                case verification.NeedMore(count):
+                    batch.set_task(task, replicas_needed=task.replicas_needed + count)
+                    effects.events.append(core.MoreReplicas(task.id, count))
+                    effects.wake = True
+                case verification.Unverifiable(reason):
+                    effects.count("disagreed", len(replicas))
+                    for x in replicas:
+                        batch.set_lease(x, state=LEASE_INVALID)
+                    batch.unverifiable.append((task.id, reason))
+                    effects.events.append(core.TaskClosed(task.id))
+                case verification.Accept():
+                    accepted.append((task, verdict, replicas))
+        if not accepted:
+            return
+        # Lock the nodes before reading their trust, so that tasks settled at the same moment (other
+        # batches) each count; in id order, so two settlements cannot deadlock. NO KEY UPDATE
+        # (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
+        node_ids = sorted({x.node_id for _, _, replicas in accepted for x in replicas})
+        nodes = {
+            row.id: _NodeRow.of(row) for row in batch.conn.execute(_LOCK_NODES, {"ids": node_ids})
+        }
+        payments: list[ledger.PostingRequest] = []
+        for task, verdict, replicas in accepted:
+            by_id = {x.id: x for x in replicas}
+            job = batch.jobs[task.job_id]
+            payment = self._settle(
+                batch,
+                job,
+                task,
+                [by_id[i] for i in verdict.valid],
+                [by_id[i] for i in verdict.invalid],
+                nodes,
+                effects,
+            )
+            if payment is not None:
+                payments.append(payment)
+            winner = by_id[verdict.valid[0]]
+            succeeded = winner.status == "succeeded" and winner.exit_code == 0
+            failure = ""
+            if not succeeded:
+                failure = (
+                    winner.reason
+                    or f"The task ended with status {winner.status}, exit code {winner.exit_code}."
+                )[:500]
+            batch.set_task(
+                task,
+                result_hash=verdict.result_hash,
+                exit_code=winner.exit_code,
+                stdout_sha256=winner.stdout_sha256,
+                outputs=list(winner.outputs),
+                finished_at=batch.now,
+                state=TASK_ACCEPTED if succeeded else TASK_FAILED,
+                failure_reason=failure,
+            )
+            if succeeded:
+                job.tasks_done += 1
+                effects.tally("tasks_accepted")
+            else:
+                job.tasks_failed += 1
+                effects.tally("tasks_failed")
+                if not job.failure_reason:
+                    job.failure_reason = f"Task {task.index}: {failure}"[:500]
+            effects.events.append(core.TaskClosed(task.id))
+            batch.finishing[job.id] = job
+        if payments:
+            ledger.post_many(batch.session, "task_payment", payments, now=batch.now)
+        for node_row in nodes.values():
+            if node_row.changed:
+                effects.trust[node_row.id] = node_row.trust
+                batch.set_node(node_row)
 
     def _settle(
         self,
-        session: Session,
+        batch: _Batch,
         job: Job,
-        task: Task,
-        valid: list[Lease],
-        invalid: list[Lease],
+        task: _TaskRow,
+        valid: list[_LeaseRow],
+        invalid: list[_LeaseRow],
+        nodes: dict[str, _NodeRow],
         effects: _Effects,
-        now: datetime,
-    ) -> None:
-        """Charge the submitter's escrow for each agreeing replica and pay its node's owner, minus the fee."""
-        prices = pricing.PriceTable.from_dict(job.prices)
+    ) -> ledger.PostingRequest | None:
+        """Charge the submitter's escrow for each agreeing replica and pay its node's owner, minus the fee;
+        returns the task's ledger transaction (escrow -> each agreeing node's owner, and the fee)."""
+        prices = batch.prices(job)
         spec = self._spec(job)
-        usages = [pricing.Usage(**x.usage["checked"]) for x in valid]
-        agreed = pricing.smallest(usages)
-        # Lock the nodes before reading their trust, so that tasks settled at the same moment (other jobs,
-        # other transactions) each count; always in id order, so two settlements cannot deadlock. NO KEY
-        # UPDATE (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
-        nodes = {
-            n.id: n
-            for n in session.exec(
-                select(Node)
-                .where(col(Node.id).in_(sorted({x.node_id for x in valid + invalid})))
-                .order_by(col(Node.id))
-                .with_for_update(key_share=True)
-                .execution_options(populate_existing=True)
-            )
-        }
-        # One ledger transaction per task: escrow -> each agreeing node's owner, and the platform fee.
+        agreed = pricing.smallest([pricing.Usage(**x.usage["checked"]) for x in valid])
         credits: dict[int, int] = {}
         total_fee = 0
+        task_charged = task.charged_micro
         for lease in valid:
             node = nodes[lease.node_id]
             charge = pricing.price_micro(
@@ -1098,48 +1398,48 @@ class Dispatcher:
             )
             charge = min(charge, job.escrow_micro - job.charged_micro)
             worker_share, fee = pricing.split_fee(charge, prices)
-            wallet = self._wallet(session, node.owner_id)
+            wallet = self._wallet(batch.session, node.owner_id)
             credits[wallet] = credits.get(wallet, 0) + worker_share
             total_fee += fee
-            lease.state = LEASE_VALID
-            lease.charged_micro = charge
-            lease.paid_micro = worker_share
-            session.add(lease)
+            batch.set_lease(lease, state=LEASE_VALID, charged_micro=charge, paid_micro=worker_share)
             job.charged_micro += charge
-            task.charged_micro += charge
-            trust = verification.after_valid(self._trust(node))
-            self._store_trust(session, node, trust, effects)
+            task_charged += charge
+            node.trust = verification.after_valid(node.trust)
+            node.changed = True
             effects.count("agreed")
-        total = sum(credits.values()) + total_fee
-        if total > 0 and job.escrow_account_id is not None:
-            entries = [(job.escrow_account_id, -total), *((w, a) for w, a in credits.items() if a)]
-            if total_fee:
-                entries.append((ledger.system_accounts(session, now=now).fees, total_fee))
-            ledger.post(
-                session,
-                "task_payment",
-                entries,
-                now=now,
-                memo=f"Task {task.index} of job {job.name or job.id}"[:200],
-                idempotency_key=f"pay:{task.id}",
-            )
+        batch.set_task(task, charged_micro=task_charged)
         for lease in invalid:
-            lease.state = LEASE_INVALID
-            lease.reason = "The result disagreed with the quorum; not paid."
-            session.add(lease)
+            batch.set_lease(
+                lease,
+                state=LEASE_INVALID,
+                reason="The result disagreed with the quorum; not paid.",
+            )
             node = nodes[lease.node_id]
             effects.count("disagreed")
-            was_quarantined = node.quarantined
-            trust = verification.after_invalid(self._trust(node))
-            self._store_trust(session, node, trust, effects)
-            if trust.quarantined and not was_quarantined:
+            was_quarantined = node.trust.quarantined
+            node.trust = verification.after_invalid(node.trust)
+            node.changed = True
+            if node.trust.quarantined and not was_quarantined:
                 effects.count("quarantined")
-            if trust.quarantined:
+                node.quarantine_reason = (
+                    f"{node.trust.invalid_results} results disagreed with the quorum."
+                )
+            if node.trust.quarantined:
                 logger.warning(
                     "node quarantined",
-                    extra={"node_id": node.id, "invalid_results": trust.invalid_results},
+                    extra={"node_id": node.id, "invalid_results": node.trust.invalid_results},
                 )
-        session.add(job)
+        total = sum(credits.values()) + total_fee
+        if total <= 0 or job.escrow_account_id is None:
+            return None
+        entries = [(job.escrow_account_id, -total), *((w, a) for w, a in credits.items() if a)]
+        if total_fee:
+            entries.append((ledger.system_accounts(batch.session, now=batch.now).fees, total_fee))
+        return ledger.PostingRequest(
+            entries,
+            memo=f"Task {task.index} of job {job.name or job.id}"[:200],
+            idempotency_key=f"pay:{task.id}",
+        )
 
     def _wallet(self, session: Session, user_id: int) -> int:
         """A user's wallet account id (they never change, so they are remembered)."""
@@ -1155,19 +1455,6 @@ class Dispatcher:
         return verification.TrustState(
             node.valid_streak, node.valid_results, node.invalid_results, node.quarantined
         )
-
-    @staticmethod
-    def _store_trust(
-        session: Session, node: Node, trust: verification.TrustState, effects: _Effects
-    ) -> None:
-        effects.trust[node.id] = trust
-        node.valid_streak = trust.valid_streak
-        node.valid_results = trust.valid_results
-        node.invalid_results = trust.invalid_results
-        if trust.quarantined and not node.quarantined:
-            node.quarantined = True
-            node.quarantine_reason = f"{trust.invalid_results} results disagreed with the quorum."
-        session.add(node)
 
     # -- logs, inputs, outputs -------------------------------------------------------------------------
     def lease_for_node(self, node: Node, lease_id: str, *, active: bool = True) -> Lease:
