@@ -10,18 +10,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import TracebackType
 
 import grpc
 
 from client_gui.engine.coordinator_client import (
     CALL_TIMEOUT_S,
     DEFAULT_TARGET,
-    NotAuthenticated,
     RequestRefused,
+    UserChannel,
     UserSession,
     _translate,
-    open_channel,
     user_session_from_pb,
 )
 from shared_proto.v1 import tokens_pb2, tokens_pb2_grpc, users_pb2, users_pb2_grpc
@@ -49,7 +47,7 @@ class TransferReceipt:
     new_balance_micro: int
 
 
-class AccountClient:
+class AccountClient(UserChannel):
     """One channel for a person's account calls. ``token`` is the access token the wallet calls send;
     :meth:`login` and :meth:`refresh` set it. Thread-safe as gRPC channels are; the token is one string
     swapped atomically."""
@@ -62,31 +60,9 @@ class AccountClient:
         tls: bool = False,
         call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
-        self.target = target
-        self.token = token
-        self.call_timeout_s = call_timeout_s
-        self._channel = open_channel(target, tls=tls)
+        super().__init__(target, token, tls=tls, call_timeout_s=call_timeout_s)
         self._users = users_pb2_grpc.UserServiceStub(self._channel)
         self._tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> AccountClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        if not self.token:
-            raise NotAuthenticated("Sign in first.")
-        return (("authorization", f"Bearer {self.token}"),)
 
     # -- users --
 

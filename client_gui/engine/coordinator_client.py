@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar, Self
 
 import grpc
 
@@ -360,6 +360,43 @@ def _report_to_pb(report: TaskReport) -> worker_pb2.TaskResult:
 
 
 # --- the client ---------------------------------------------------------------------------------
+
+
+class UserChannel:
+    """One channel for calls made as a signed-in person: they send ``authorization: Bearer <token>``.
+    The base of the submitter's and the account clients; a context manager that closes the channel."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+    ) -> None:
+        self.target = target
+        self.token = token or ""
+        self.call_timeout_s = call_timeout_s
+        self._channel = open_channel(target, tls=tls)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        if not self.token:
+            raise NotAuthenticated("Sign in first: no access token was given.")
+        return (("authorization", f"Bearer {self.token}"),)
 
 
 class CoordinatorClient:

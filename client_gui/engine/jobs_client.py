@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import grpc
@@ -30,8 +29,8 @@ from client_gui.engine.coordinator_client import (
     CoordinatorError,
     NotAuthenticated,
     TransferCorrupted,
+    UserChannel,
     _translate,
-    open_channel,
 )
 from shared_proto.v1 import jobs_pb2, jobs_pb2_grpc, users_pb2, users_pb2_grpc
 
@@ -234,7 +233,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> jobs_pb2.JobSpec:
 # --- the client ---------------------------------------------------------------------------------------------
 
 
-class JobsClient:
+class JobsClient(UserChannel):
     """A submitter's connection to the coordinator. Sign in with :meth:`login`, or pass a ``token``.
 
     Calls raise :class:`CoordinatorError` (or a subclass) whose ``message`` is the coordinator's sentence.
@@ -249,32 +248,10 @@ class JobsClient:
         call_timeout_s: float = CALL_TIMEOUT_S,
         transfer_timeout_s: float = TRANSFER_TIMEOUT_S,
     ) -> None:
-        self.target = target
-        self.token = token or ""
-        self.call_timeout_s = call_timeout_s
+        super().__init__(target, token, tls=tls, call_timeout_s=call_timeout_s)
         self.transfer_timeout_s = transfer_timeout_s
-        self._channel = open_channel(target, tls=tls)
         self._users = users_pb2_grpc.UserServiceStub(self._channel)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> JobsClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        if not self.token:
-            raise NotAuthenticated("Sign in first: no access token was given.")
-        return (("authorization", f"Bearer {self.token}"),)
 
     # -- sign-in --
 

@@ -463,6 +463,25 @@ def _find_replay(conn: Connection, idem: _Idempotency) -> Posting | None:
     )
 
 
+def _balance_after(acc: int, acc_kind: str, balance: int, amount: int) -> int:
+    """``balance + amount``, refused below zero (except for the mint) and past the largest balance."""
+    after = balance + amount
+    if after < 0 and acc_kind != KIND_MINT:
+        raise InsufficientFunds(
+            f"Insufficient funds: the account holds {format_cpt(balance)} and this needs "
+            f"{format_cpt(-amount)}.",
+            account_id=acc,
+            balance_micro=balance,
+            needed_micro=-amount,
+        )
+    if not -MAX_BALANCE_MICRO <= after <= MAX_BALANCE_MICRO:
+        raise BalanceLimitExceeded(
+            "This payment would take an account past the largest balance the ledger can hold. "
+            "Send a smaller amount."
+        )
+    return after
+
+
 def _write(
     conn: Connection,
     *,
@@ -482,23 +501,13 @@ def _write(
     new_balances: list[tuple[int, int]] = []
     for acc, amount in entries:
         acc_kind, balance = balances[acc]
-        after = balance + amount
-        if after < 0 and acc_kind != KIND_MINT:
+        try:
+            after = _balance_after(acc, acc_kind, balance, amount)
+        except InsufficientFunds:
             replay = _find_replay(conn, idem) if idem is not None else None
             if replay is not None:
                 return replay
-            raise InsufficientFunds(
-                f"Insufficient funds: the account holds {format_cpt(balance)} and this needs "
-                f"{format_cpt(-amount)}.",
-                account_id=acc,
-                balance_micro=balance,
-                needed_micro=-amount,
-            )
-        if not -MAX_BALANCE_MICRO <= after <= MAX_BALANCE_MICRO:
-            raise BalanceLimitExceeded(
-                "This payment would take an account past the largest balance the ledger can hold. "
-                "Send a smaller amount."
-            )
+            raise
         new_balances.append((acc, after))
     tx_id = conn.execute(
         _INSERT_TX[_dialect(conn)],
@@ -681,23 +690,7 @@ def post_many(
             continue
         after_entries: list[tuple[int, int]] = []
         for acc, amount in entries:
-            acc_kind = balances[acc][0]
-            balance = running[acc]
-            after = balance + amount
-            if after < 0 and acc_kind != KIND_MINT:
-                raise InsufficientFunds(
-                    f"Insufficient funds: the account holds {format_cpt(balance)} and this needs "
-                    f"{format_cpt(-amount)}.",
-                    account_id=acc,
-                    balance_micro=balance,
-                    needed_micro=-amount,
-                )
-            if not -MAX_BALANCE_MICRO <= after <= MAX_BALANCE_MICRO:
-                raise BalanceLimitExceeded(
-                    "This payment would take an account past the largest balance the ledger can "
-                    "hold. Send a smaller amount."
-                )
-            after_entries.append((acc, after))
+            after_entries.append((acc, _balance_after(acc, balances[acc][0], running[acc], amount)))
         for acc, after in after_entries:
             running[acc] = after
         results.append(None)
