@@ -302,6 +302,20 @@ class EngineController(QObject):
 
         self.background.run(end, lambda _none: self._ended(), lambda _exc: self._ended())
 
+    def restart(self) -> None:
+        """Stop the worker and start a fresh one (after an error the person has fixed: Docker started,
+        signed in again). Returns at once; ``state_changed`` reports the new worker's progress."""
+        if self.worker is None:
+            self.start()
+            return
+
+        def again() -> None:
+            self.stopped.disconnect(again)
+            self.start()
+
+        self.stopped.connect(again)
+        self.stop()
+
     def stop_and_wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop and block until the worker has ended (shutdown and tests, never a slot)."""
         self._policy_timer.stop()

@@ -47,6 +47,9 @@ class TrayController(QObject):
         self.menu.addSeparator()
         self.pause_action = self.menu.addAction("Pause")
         self.pause_action.triggered.connect(self._toggle_pause)
+        self.restart_action = self.menu.addAction("Try again")
+        self.restart_action.setToolTip("Start the worker afresh, once the problem above is fixed")
+        self.restart_action.triggered.connect(engine.restart)
         self.menu.addSeparator()
         self.open_action = self.menu.addAction("Open HiveMind")
         self.open_action.triggered.connect(self.open_requested)
@@ -90,6 +93,7 @@ class TrayController(QObject):
         self.status_action.setText(engine.message)
         self.earnings_action.setText(f"Today: +{format_cpt(today)}")
         self.pause_action.setText("Resume" if engine.manually_paused else "Pause")
+        self.restart_action.setVisible(engine.state in ("error", "stopped"))
         state = tray_state(engine.state)
         if state != self.icon_state:
             self.icon_state = state

@@ -18,7 +18,13 @@ from client_gui.ui.app import HiveMindApp
 from coordinator.server import BackgroundCoordinator
 from coordinator.settings import Settings
 from tests.support import TEST_JWT_SECRET, RunningCoordinator
-from tests.ui.conftest import APP_READY_TIMEOUT_MS, make_person, sign_in_before, wait_state
+from tests.ui.conftest import (
+    APP_READY_TIMEOUT_MS,
+    Person,
+    make_person,
+    sign_in_before,
+    wait_state,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,3 +199,36 @@ def test_only_a_tighter_limit_cuts_a_waiting_poll_short() -> None:
     assert tighter(WorkerLimits(use_gpu=False), free)
     assert not tighter(free, WorkerLimits(max_cores=1.0))
     assert not tighter(WorkerLimits(max_cores=2.0), WorkerLimits(max_cores=1.0))
+
+
+def test_after_an_error_the_person_fixes_try_again_starts_the_worker_afresh(
+    qtbot: QtBot, ui_coordinator: RunningCoordinator, volunteer: Person, signed_in_app: HiveMindApp
+) -> None:
+    """The node's credential is revoked while nobody is signed in, so the worker cannot register again
+    and stops with a sentence; the tray offers "Try again", which, once the person has signed in,
+    registers this computer again and gets back to work."""
+    from coordinator.accounts.tokens import Principal
+
+    app = signed_in_app
+    assert app.engine is not None and app.tray is not None and app.session is not None
+    old_node = app.engine.identity.node_id
+    assert not app.tray.restart_action.isVisible()
+    app.session.sign_out()
+    ui_coordinator.coordinator.nodes.revoke(
+        old_node, Principal(user_id=volunteer.user_id, username=volunteer.username, role="user")
+    )
+    wait_state(qtbot, app, "error")
+    assert "sign in" in app.engine.message.lower(), app.engine.message
+    assert app.tray.restart_action.isVisible()
+
+    app.session.sign_in(volunteer.username, volunteer.password)
+    app.tray.restart_action.trigger()
+    wait_state(qtbot, app, "idle")
+    # Registered again: the same node, with a new credential the coordinator accepts.
+    from coordinator.nodes.models import Node
+
+    assert app.engine.identity.node_id == old_node
+    with ui_coordinator.coordinator.db.read() as session:
+        node = session.get(Node, old_node)
+        assert node is not None and node.credential_revoked_at is None
+    assert not app.tray.restart_action.isVisible()

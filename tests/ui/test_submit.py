@@ -205,3 +205,47 @@ def test_a_form_that_cannot_make_a_job_says_why_and_sends_nothing(
     assert counts(c)["jobs"] == 0 and counts(c)["blobs"] == 0
     assert balance(c, volunteer.user_id) == START
     assert view.jobs.rowCount() == 0
+
+
+def test_cancel_a_queued_job_after_confirming_and_get_the_budget_back(
+    qtbot: Any,
+    ui_coordinator: RunningCoordinator,
+    volunteer: Person,
+    app_context: AppContext,
+) -> None:
+    c = ui_coordinator
+    # No volunteer runs anything here: the job stays queued until it is cancelled.
+    with JobsClient(c.grpc_target, token=volunteer.token) as client:
+        submitted = client.submit_job(
+            {"name": "waits", "image": BUSYBOX, "command": "true", "budget_cpt": "2"}
+        )
+    assert balance(c, volunteer.user_id) == START - 2 * CPT
+    answers: list[bool] = []
+    asked: list[str] = []
+
+    def confirm(job: Any) -> bool:
+        asked.append(job.job_id)
+        return answers.pop(0)
+
+    view = SubmitView()
+    qtbot.addWidget(view)
+    controller = SubmitController(view, app_context, confirm_cancel=confirm, refresh_ms=300)
+    view.show()
+    settle(qtbot, app_context, lambda: view.jobs.rowCount() == 1)
+    view.jobs.selectRow(0)
+    assert view.cancel_job.isEnabled() and not view.download.isEnabled()
+
+    answers.append(False)  # the person thinks again: nothing is sent
+    click(qtbot, view.cancel_job)
+    app_context.background.wait_idle(10)
+    assert asked == [submitted.job_id]
+    assert balance(c, volunteer.user_id) == START - 2 * CPT
+
+    answers.append(True)
+    click(qtbot, view.cancel_job)
+    settle(qtbot, app_context, lambda: "was cancelled" in view.download_result.text())
+    assert view.download_result.text() == ("The job was cancelled; 2 CPT came back to your wallet.")
+    assert balance(c, volunteer.user_id) == START
+    settle(qtbot, app_context, lambda: cell(view.jobs, 0, 1) == "Cancelled")
+    assert not view.cancel_job.isEnabled()
+    controller.stop()

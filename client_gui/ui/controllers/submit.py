@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QTimer
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from client_gui.engine.jobs_client import (
     STDOUT,
@@ -54,6 +54,8 @@ STATE_NAMES = {
 
 ChooseFiles = Callable[[], list[Path]]
 ChooseFolder = Callable[[], Path | None]
+ConfirmCancel = Callable[[JobStatus], bool]
+"""Asks the person to confirm cancelling the job."""
 
 
 class FormError(ValueError):
@@ -130,6 +132,7 @@ class SubmitController(QObject):
         *,
         choose_files: ChooseFiles | None = None,
         choose_folder: ChooseFolder | None = None,
+        confirm_cancel: ConfirmCancel | None = None,
         refresh_ms: int = REFRESH_MS,
     ) -> None:
         super().__init__(view)
@@ -137,6 +140,7 @@ class SubmitController(QObject):
         self.context = context
         self.choose_files: ChooseFiles = choose_files or self._files_dialog
         self.choose_folder: ChooseFolder = choose_folder or self._folder_dialog
+        self.confirm_cancel: ConfirmCancel = confirm_cancel or self._cancel_dialog
         self.files: list[Path] = []
         self.jobs: list[JobStatus] = []
         self.selected: JobStatus | None = None
@@ -165,6 +169,7 @@ class SubmitController(QObject):
         view.jobs.itemSelectionChanged.connect(self._selection_changed)
         view.task_index.valueChanged.connect(lambda _i: self.load_detail())
         view.download.clicked.connect(self.download)
+        view.cancel_job.clicked.connect(self.cancel)
         view.installEventFilter(self)
         self.refresh_jobs()
 
@@ -419,6 +424,7 @@ class SubmitController(QObject):
         job = self.selected
         view = self.view
         view.download.setEnabled(job is not None and job.finished)
+        view.cancel_job.setEnabled(job is not None and not job.finished)
         view.task_index.blockSignals(True)
         view.task_index.setMaximum(max((job.task_count if job else 1) - 1, 0))
         view.task_index.blockSignals(False)
@@ -452,6 +458,48 @@ class SubmitController(QObject):
     def _show_log_failed(self, job_id: str, exc: Exception) -> None:
         if self.selected is not None and self.selected.job_id == job_id:
             self.view.log.setPlainText(sentence(exc, "The log could not be read."))
+
+    # -- cancelling ----------------------------------------------------------------------------------
+
+    def _cancel_dialog(self, job: JobStatus) -> bool:
+        box = QMessageBox(self.view)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Cancel the job?")
+        box.setText(
+            f"Cancel the job {job.name or job.job_id}? Its running tasks are stopped, and what it has "
+            "not used of its budget comes back to your wallet."
+        )
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def cancel(self) -> None:
+        """Cancel the selected job after the person confirms; the refund is shown to the micro-CPT."""
+        job = self.selected
+        if job is None or job.finished or not self.confirm_cancel(job):
+            return
+        job_id = job.job_id
+        session = self.context.session
+        self.view.cancel_job.setEnabled(False)
+        self.view.download_result.setText("Cancelling the job…")
+        self.context.background.run(
+            lambda: session.call(partial(session.jobs.cancel, job_id)),
+            lambda refunded: self._cancelled(job_id, refunded),
+            self._cancel_failed,
+        )
+
+    def _cancelled(self, job_id: str, refunded_micro: int) -> None:
+        self.view.download_result.setText(
+            f"The job was cancelled; {format_cpt(refunded_micro)} came back to your wallet."
+        )
+        self.context.earnings.refresh()
+        self.refresh_jobs(select=job_id)
+
+    def _cancel_failed(self, exc: Exception) -> None:
+        self.view.cancel_job.setEnabled(self.selected is not None and not self.selected.finished)
+        self.view.download_result.setText(
+            sentence(exc, "The job could not be cancelled. Try again.")
+        )
 
     # -- results -------------------------------------------------------------------------------------
 
