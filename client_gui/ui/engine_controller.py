@@ -211,6 +211,7 @@ class EngineController(QObject):
         self.policy_reason = ""
         self._deciding = False
         self._stopping = False
+        self._restart_pending = False
         self._state_shown = ""
         self.current: dict[str, CurrentTask] = {}
         self.history: list[TaskRecord] = self._load_history()
@@ -287,6 +288,7 @@ class EngineController(QObject):
     def stop(self) -> None:
         """Stop the worker in the background (running tasks are stopped and reported); ``stopped``
         is emitted when it has ended."""
+        self._restart_pending = False
         self._policy_timer.stop()
         worker, client = self.worker, self._client
         if worker is None or self._stopping:
@@ -308,13 +310,8 @@ class EngineController(QObject):
         if self.worker is None:
             self.start()
             return
-
-        def again() -> None:
-            self.stopped.disconnect(again)
-            self.start()
-
-        self.stopped.connect(again)
         self.stop()
+        self._restart_pending = True  # after stop(): a later stop() (quitting) cancels the restart
 
     def stop_and_wait(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop and block until the worker has ended (shutdown and tests, never a slot)."""
@@ -332,6 +329,9 @@ class EngineController(QObject):
         self._client = None
         self._stopping = False
         self.stopped.emit()
+        if self._restart_pending:
+            self._restart_pending = False
+            self.start()
 
     def pause(self) -> None:
         """The owner's pause: no new work; the running task finishes or stops, as the settings say."""

@@ -19,7 +19,7 @@ from coordinator.admin import audit
 from coordinator.admin.models import PriceChange
 from coordinator.clock import Clock
 from coordinator.db import Database
-from coordinator.errors import InvalidArgument
+from coordinator.errors import FailedPrecondition, InvalidArgument
 from coordinator.rewards.pricing import PriceTable
 
 PRICE_FIELDS = tuple(f.name for f in fields(PriceTable))
@@ -76,6 +76,16 @@ class Pricing:
         with self._lock:  # one change at a time in this process: the "before" of the audit is exact
             before = self._view.prices
             after = PriceTable(**(before.as_dict() | changes))
+            changed = {
+                k: {"from": v, "to": after.as_dict()[k]}
+                for k, v in before.as_dict().items()
+                if after.as_dict()[k] != v
+            }
+            if not changed:
+                raise FailedPrecondition(
+                    "These are the current prices already; nothing was changed. Send the values "
+                    "that should differ."
+                )
             with self.db.write() as session:
                 audit.require_admin(session, actor)
                 row = PriceChange(
@@ -85,11 +95,6 @@ class Pricing:
                     created_at=now,
                 )
                 session.add(row)
-                changed = {
-                    k: {"from": v, "to": after.as_dict()[k]}
-                    for k, v in before.as_dict().items()
-                    if after.as_dict()[k] != v
-                }
                 audit.record(
                     session,
                     actor,
@@ -97,10 +102,7 @@ class Pricing:
                     "pricing",
                     now=now,
                     summary="Changed the price table: "
-                    + (
-                        ", ".join(f"{k} {c['from']} → {c['to']}" for k, c in changed.items())
-                        or "no change"
-                    )
+                    + ", ".join(f"{k} {c['from']} → {c['to']}" for k, c in changed.items())
                     + ". It applies to jobs submitted from now on.",
                     detail={"changed": changed, "prices": after.as_dict()},
                 )

@@ -13,12 +13,10 @@ from coordinator.db import Database
 from coordinator.errors import HiveMindError, PermissionDenied
 from coordinator.ledger.service import (
     DEFAULT_PAGE_SIZE,
-    GrantResult,
     StatementRow,
     TransferResult,
     audit,
     get_balance,
-    grant,
     list_transactions,
     lock_transfer_wallets,
     transfer,
@@ -68,29 +66,6 @@ class Ledger:
             prelock=lock_transfer_wallets,
             lock_key=(sender_user_id, recipient_username),
         )
-
-    def grant(
-        self,
-        admin: Principal,
-        username: str,
-        amount_micro: int,
-        *,
-        idempotency_key: str | None = None,
-        memo: str = "",
-    ) -> GrantResult:
-        """An administrator mints CPT into ``username``'s wallet."""
-        if not admin.is_admin:
-            raise PermissionDenied("Only an administrator can grant CPT.")
-        with self.db.write() as session:
-            return grant(
-                session,
-                user_id_by_username(session, username),
-                amount_micro,
-                idempotency_key=idempotency_key,
-                memo=memo,
-                now=self.clock(),
-                initiator_user_id=admin.user_id,
-            )
 
     def balance(self, caller: Principal, username: str = "") -> Balance:
         """The caller's balance, or (administrators only) the balance of ``username``."""

@@ -122,6 +122,8 @@ def test_bad_prices_are_refused_and_nothing_changes(sqlite_admin: Admin) -> None
         ({"cpu_micro_per_core_second": -1}, 400, "from 0 to"),
         ({"cpu_micro_per_core_second": 1.5}, 422, "cpu_micro_per_core_second"),
         ({"fee": 5}, 422, "fee"),
+        # the prices it has already: not a change, so no history row and no audit entry
+        ({"platform_fee_bps": 1000}, 409, "These are the current prices already"),
     ]
     for body, status, words in cases:
         r = c.http.put("/api/v1/admin/pricing", json=body, headers=h)

@@ -412,7 +412,8 @@ def test_audit_reports_tampering(database: Database, pair: tuple[int, int]) -> N
 
 
 # -- the use-case facade the transports call ------------------------------------------------------------------
-def test_only_admins_see_other_users_and_grant(database: Database, pair: tuple[int, int]) -> None:
+def test_only_admins_see_other_users(database: Database, pair: tuple[int, int]) -> None:
+    """(Granting is an admin action with an audit entry: coordinator/admin/grants.py, tests/admin.)"""
     alice, bob = pair
     facade = Ledger(database, utcnow)
     as_alice = Principal(user_id=alice, username="alice", role="user")
@@ -423,13 +424,9 @@ def test_only_admins_see_other_users_and_grant(database: Database, pair: tuple[i
         facade.balance(as_alice, "bob")
     with pytest.raises(PermissionDenied):
         facade.statement(as_alice, username="bob")
-    with pytest.raises(PermissionDenied):
-        facade.grant(as_alice, "alice", CPT)
     assert facade.balance(as_admin, "alice").balance_micro == 10 * CPT
     with pytest.raises(NotFound):
         facade.balance(as_admin, "nobody")
-    granted = facade.grant(as_admin, "alice", CPT, memo="thanks")
-    assert granted.new_balance_micro == 11 * CPT
     rows, _ = facade.statement(as_admin, username="alice")
-    assert rows[0].kind == "grant" and rows[0].memo == "thanks"
+    assert rows[0].kind == "grant"
     assert facade.audit() == []

@@ -8,11 +8,14 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
+from client_gui.engine.account_client import AccountClient
 from client_gui.engine.jobs_client import format_cpt
 from client_gui.ui.context import AppContext
 from client_gui.ui.controllers.wallet import WalletController, confirm_with_dialog
 from client_gui.ui.views.wallet import WalletView
+from coordinator.ledger import service as ledger
 from tests.jobs.helpers import CPT, balance, fund
+from tests.lossy_proxy import LossyProxy
 from tests.support import RunningCoordinator
 from tests.ui._views_support import cell, settle
 from tests.ui.conftest import GRANT_CPT, Person, make_person
@@ -188,3 +191,52 @@ def test_the_confirmation_dialog_names_the_recipient_and_the_exact_amount(qtbot:
         'Send 2.500001 CPT to carol? | Memo: "thanks"\nA transfer cannot be undone.',
         "Send 0.000001 CPT to carol? | A transfer cannot be undone.",
     ]
+
+
+def test_sending_again_after_a_lost_answer_pays_once(
+    qtbot: Any, ui_coordinator: RunningCoordinator, volunteer: Person, app_context: AppContext
+) -> None:
+    """The transfer reaches the coordinator and is carried out, but its answer is lost on the way back.
+    The app says it may have gone through; pressing Send again with the same details repeats the same
+    request (same idempotency key), and the coordinator answers with the first result: paid once."""
+    c = ui_coordinator
+    carol = make_person(c, "carol", grant_cpt=0)
+    proxy = LossyProxy(c.grpc_target)
+    session = app_context.session
+    direct = session.account
+    session.account = AccountClient(proxy.target, token=direct.token)
+    try:
+        answers = Answers(yes=True)
+        view, _ = open_wallet(qtbot, app_context, answers)
+        fill(qtbot, view, "carol", "3")
+        proxy.drop_answers.set()
+        qtbot.mouseClick(view.send, Qt.MouseButton.LeftButton)
+        settle(qtbot, app_context, lambda: "may have gone through" in view.result.text())
+        assert proxy.answers_dropped >= 1
+        assert balance(c, carol.user_id) == 3 * CPT  # it did go through
+        assert view.amount.text() == "3"  # the form is kept for the retry
+
+        proxy.drop_answers.clear()
+        # The person presses Send again, as often as it takes the connection to come back.
+        for _attempt in range(10):
+            qtbot.mouseClick(view.send, Qt.MouseButton.LeftButton)
+            settle(qtbot, app_context, lambda: not view.result.text().startswith("Sending"))
+            if view.result.text().startswith("Sent"):
+                break
+            qtbot.wait(1500)
+        assert view.result.text().startswith("Sent 3 CPT to carol"), view.result.text()
+        assert balance(c, carol.user_id) == 3 * CPT  # the retry was the same transfer
+        assert balance(c, volunteer.user_id) == START - 3 * CPT
+        with c.coordinator.db.read() as db:
+            rows, _ = ledger.list_transactions(db, carol.user_id, 50, None)
+        assert [r.amount_micro for r in rows] == [3 * CPT]
+
+        # A different transfer afterwards is a new request: it moves money again.
+        fill(qtbot, view, "carol", "1")
+        qtbot.mouseClick(view.send, Qt.MouseButton.LeftButton)
+        settle(qtbot, app_context, lambda: view.result.text().startswith("Sent 1 CPT"))
+        assert balance(c, carol.user_id) == 4 * CPT
+    finally:
+        session.account.close()
+        session.account = direct
+        proxy.close()

@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from coordinator.ledger.models import MICRO_PER_CPT
 from tests.e2e.cluster import BUSYBOX, Cluster
+from tests.lossy_proxy import LossyProxy
 from tests.support import PASSWORD, bearer
 from tests.web.conftest import PHONE, go, new_page, open_panel, sign_in
 
@@ -411,6 +412,40 @@ def test_wallet_transfer_is_exact_to_the_micro_and_asks_first(
     form.get_by_role("button", name="Review transfer").click()
     page.get_by_role("dialog").get_by_role("button", name="Send 1.00 CPT").click()
     expect(form.get_by_role("alert")).to_contain_text("nobody-here")
+
+
+def test_sending_again_after_a_lost_answer_moves_the_money_once(
+    panel_cluster: Cluster, page: Page
+) -> None:
+    """The transfer reaches the coordinator and is carried out, but the answer is lost on the way back
+    (a real proxy cuts the connection). The page says it may have gone through; sending the same
+    transfer again reuses its idempotency key, so the coordinator answers with the first result."""
+    c = panel_cluster
+    ensure_user(c, "gina", grant_cpt=10)
+    ensure_user(c, "hank")
+    gina_before, hank_before = c.balance("gina"), c.balance("hank")
+    proxy = LossyProxy(c.running.http_base.removeprefix("http://"))
+    try:
+        base = f"http://{proxy.target}"
+        sign_in(page, base, "gina")
+        page.get_by_role("link", name="My wallet").click()
+        form = page.get_by_role("form", name="Send CPT")
+        form.get_by_label("Recipient").fill("hank")
+        form.get_by_label("Amount (CPT)").fill("2")
+        form.get_by_role("button", name="Review transfer").click()
+        proxy.drop_answers.set()
+        page.get_by_role("dialog").get_by_role("button", name="Send 2.00 CPT").click()
+        expect(form.get_by_role("alert")).to_contain_text("may have gone through")
+        assert c.balance("hank") == hank_before + 2 * MICRO_PER_CPT  # it did go through
+
+        proxy.drop_answers.clear()
+        form.get_by_role("button", name="Review transfer").click()
+        page.get_by_role("dialog").get_by_role("button", name="Send 2.00 CPT").click()
+        expect(form.get_by_role("status")).to_contain_text("Sent 2.00 CPT to hank")
+        assert c.balance("hank") == hank_before + 2 * MICRO_PER_CPT
+        assert c.balance("gina") == gina_before - 2 * MICRO_PER_CPT
+    finally:
+        proxy.close()
 
 
 # -- accessibility -------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import logging
 import shlex
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +32,7 @@ from client_gui.engine.jobs_client import (
 )
 from client_gui.ui.context import AppContext
 from client_gui.ui.controllers.wallet import sentence
+from client_gui.ui.retry import RetryKey
 from client_gui.ui.views.earnings import fill_table
 from client_gui.ui.views.submit import SubmitView
 from client_gui.ui.views.wallet import set_error
@@ -141,6 +141,7 @@ class SubmitController(QObject):
         self.choose_files: ChooseFiles = choose_files or self._files_dialog
         self.choose_folder: ChooseFolder = choose_folder or self._folder_dialog
         self.confirm_cancel: ConfirmCancel = confirm_cancel or self._cancel_dialog
+        self._retry = RetryKey()
         self.files: list[Path] = []
         self.jobs: list[JobStatus] = []
         self.selected: JobStatus | None = None
@@ -322,15 +323,17 @@ class SubmitController(QObject):
         set_error(self.view.form_error, text)
 
     def submit(self) -> None:
-        """Upload the inputs and submit the job as last estimated; one idempotency key per press, so a
-        retried call never submits (or holds the budget) twice."""
+        """Upload the inputs and submit the job as last estimated. A press after a lost answer resends
+        the same request under the same idempotency key, so it never submits (or holds the budget)
+        twice."""
         draft = self._read_form()
         if draft is None or self._busy:
             return
         if draft != self._estimated_for:
             set_error(self.view.form_error, "Press Estimate first, to see what the job would cost.")
             return
-        key = uuid.uuid4().hex
+        # The same key while the person retries this job after a lost answer: never submitted twice.
+        key = self._retry.key_for(draft)
         session = self.context.session
 
         def work() -> Submission:
@@ -344,9 +347,21 @@ class SubmitController(QObject):
             if draft.files
             else "Submitting…"
         )
-        self.context.background.run(work, self._submitted, self._form_refused)
+        self.context.background.run(work, self._submitted, self._submit_failed)
+
+    def _submit_failed(self, exc: Exception) -> None:
+        if self._retry.settle(exc):
+            self._set_busy(False)
+            self.view.submit_result.setText(
+                "The answer did not arrive, so the job may have been submitted. Check Your jobs; "
+                "pressing Submit again with the same form cannot submit it twice."
+            )
+            self.refresh_jobs()
+            return
+        self._form_refused(exc)
 
     def _submitted(self, submission: Submission) -> None:
+        self._retry.settle()
         self._estimated_for = None  # another job needs another look at its cost
         self._set_busy(False)
         self.view.estimate_text.setText("Press Estimate to see what the next job would cost.")

@@ -4,7 +4,6 @@ sentence. Every coordinator call runs in the background."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject
@@ -15,6 +14,7 @@ from client_gui.engine.coordinator_client import CoordinatorError
 from client_gui.engine.jobs_client import JobSpecError, cpt_to_micro, format_cpt
 from client_gui.ui.context import AppContext
 from client_gui.ui.controllers.earnings import when
+from client_gui.ui.retry import RetryKey
 from client_gui.ui.views.earnings import fill_table
 from client_gui.ui.views.wallet import WalletView, set_error
 
@@ -84,6 +84,7 @@ class WalletController(QObject):
         self.confirm: Confirm = confirm or confirm_with_dialog(view)
         self._next_page = ""
         self._sending = False
+        self._retry = RetryKey()
         view.send.clicked.connect(self.send)
         view.load_more.clicked.connect(self.load_more)
         view.amount.returnPressed.connect(self.send)
@@ -185,8 +186,8 @@ class WalletController(QObject):
         if not self.confirm(recipient, amount, memo):
             view.result.setText("Nothing was sent.")
             return
-        # One key per confirmed transfer: a retry of this call can never pay twice.
-        key = uuid.uuid4().hex
+        # The same key while the person retries this transfer after a lost answer: never paid twice.
+        key = self._retry.key_for((recipient, amount, memo))
         session = self.context.session
         self._sending = True
         view.send.setEnabled(False)
@@ -200,6 +201,7 @@ class WalletController(QObject):
         )
 
     def _sent(self, receipt: TransferReceipt, recipient: str, amount: int) -> None:
+        self._retry.settle()
         self._sending = False
         view = self.view
         view.send.setEnabled(True)
@@ -217,6 +219,13 @@ class WalletController(QObject):
     def _refused(self, exc: Exception) -> None:
         self._sending = False
         self.view.send.setEnabled(True)
+        if self._retry.settle(exc):
+            self.view.result.setText(
+                "The answer did not arrive, so the transfer may have gone through. Check the history "
+                "before sending again; sending the same transfer again cannot pay twice."
+            )
+            self.refresh()
+            return
         self.view.result.setText(
-            sentence(exc, "The transfer could not be sent. Nothing was moved; try again.")
+            sentence(exc, "The transfer could not be sent; see the log. Nothing was moved.")
         )

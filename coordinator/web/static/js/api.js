@@ -181,3 +181,35 @@ export async function download(path, fallbackName) {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
   return { name, size: blob.size };
 }
+
+/**
+ * The idempotency key of the request a person is making (a transfer, a grant, a job): the same while they
+ * retry the same request after its answer was lost (the network, or a fault inside the coordinator), so
+ * the coordinator answers with the first result instead of moving money twice; a new one for any other
+ * request, and after a success or a refusal.
+ */
+export class RetryKey {
+  #fingerprint = null;
+  #key = "";
+
+  keyFor(fingerprint) {
+    if (!this.#key || fingerprint !== this.#fingerprint) {
+      this.#fingerprint = fingerprint;
+      this.#key = crypto.randomUUID();
+    }
+    return this.#key;
+  }
+
+  /** Record how the call ended; returns true when its outcome is unknown (the key is then kept). */
+  settle(error = null) {
+    const unknown = error !== null && (!(error instanceof ApiError) || error.status === 0 || error.status >= 500);
+    if (!unknown) {
+      this.#fingerprint = null;
+      this.#key = "";
+    }
+    return unknown;
+  }
+}
+
+export const LOST_ANSWER =
+  "The answer did not arrive, so this may have gone through. Check before trying again; sending the same request again cannot do it twice.";

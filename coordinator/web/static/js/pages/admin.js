@@ -1,6 +1,6 @@
 // Administration: every admin-API action, shown only to admins (and refused by the API to anyone else).
 
-import { get, post, put } from "../api.js";
+import { LOST_ANSWER, RetryKey, get, post, put } from "../api.js";
 import {
   anyValue, badge, busy, button, confirmAction, cpt, dl, field, h, noticeArea, poll, pollMs,
   renderIfChanged, replace, select, shortId, table, timeEl,
@@ -9,6 +9,8 @@ import { AmountError, formatCpt, formatMicro, parseCpt, parseMicroInteger } from
 import { JOB_STATES, jobColumns, jobDetail } from "./jobs.js";
 import { nodeColumns, nodeFacts, nodeState } from "./nodes.js";
 import { pagedStatement } from "./wallet.js";
+
+const grantKey = new RetryKey();
 
 const PAGE = 50;
 const enc = encodeURIComponent;
@@ -478,12 +480,14 @@ export function ledgerPage(container) {
     if (!ok) return;
     await busy(grantSubmit, async () => {
       try {
-        const reply = await post("/api/v1/admin/ledger/grant", { username, amount_micro: amount, memo, idempotency_key: crypto.randomUUID() });
+        const idempotency_key = grantKey.keyFor(`${username}\n${amount}\n${memo}`);
+        const reply = await post("/api/v1/admin/ledger/grant", { username, amount_micro: amount, memo, idempotency_key });
+        grantKey.settle();
         grantNotice.show(`Granted ${formatCpt(reply.amount_micro)} to ${reply.username}; their balance is now ${formatCpt(reply.new_balance_micro)}.`, "success");
         grantForm.reset();
         await Promise.all([loadAccounts(), loadGrants()]);
       } catch (error) {
-        grantNotice.show(error.message);
+        grantNotice.show(grantKey.settle(error) ? LOST_ANSWER : error.message);
       }
     });
   });

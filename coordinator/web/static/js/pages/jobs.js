@@ -1,12 +1,14 @@
 // My jobs: the list (filter by state, page on), one job in detail with its tasks, live logs, result
 // downloads and cancel; and a small form to submit a job.
 
-import { download, get, post } from "../api.js";
+import { LOST_ANSWER, RetryKey, download, get, post } from "../api.js";
 import {
   badge, busy, button, confirmAction, cpt, dl, field, h, noticeArea, poll, pollMs, renderIfChanged,
   replace, select, shortId, table, timeEl,
 } from "../dom.js";
 import { AmountError, parseCpt } from "../money.js";
+
+const submitKey = new RetryKey();
 
 export const JOB_STATES = ["waiting", "queued", "running", "completed", "failed", "cancelled"];
 const JOB_FINAL = new Set(["completed", "failed", "cancelled"]);
@@ -117,14 +119,16 @@ function submitForm(ctx) {
       output_paths: lines(form.outputs.value),
       max_budget_micro: budget,
       replicas: Number.parseInt(form.replicas.value || "1", 10),
-      idempotency_key: crypto.randomUUID(),
     };
+    // The same key while this job is retried after a lost answer: never submitted (or paid for) twice.
+    spec.idempotency_key = submitKey.keyFor(JSON.stringify(spec, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
     await busy(submit, async () => {
       try {
         const reply = await post("/api/v1/jobs", spec);
+        submitKey.settle();
         ctx.navigate(`/jobs/${encodeURIComponent(reply.job_id)}`);
       } catch (error) {
-        notice.show(error.message);
+        notice.show(submitKey.settle(error) ? LOST_ANSWER : error.message);
       }
     });
   });

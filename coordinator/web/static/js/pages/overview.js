@@ -13,7 +13,7 @@ const TILES = [
   { key: "jobs_running", label: "Jobs running" },
   { key: "jobs_done", label: "Jobs done" },
   { key: "dispatch_rate_per_min", label: "Dispatch rate", unit: "leases / min" },
-  { key: "paid_today_micro", label: "Paid to volunteers today", money: true },
+  { key: "paid_today_micro", label: "Task payments today (incl. fee)", money: true },
 ];
 
 function tileText(tile, data) {

@@ -1,8 +1,10 @@
 // My wallet: balance, history (newest first, paged) and a transfer that asks for confirmation first.
 
-import { get, post } from "../api.js";
+import { LOST_ANSWER, RetryKey, get, post } from "../api.js";
 import { busy, button, confirmAction, cpt, dl, field, h, noticeArea, renderIfChanged, shortId, table, timeEl } from "../dom.js";
 import { AmountError, formatCpt, parseCpt } from "../money.js";
+
+const transferKey = new RetryKey();
 
 /** "escrow:<job id>" is a job's escrow account: link to the job rather than show a bare id. */
 function counterparty(row) {
@@ -107,16 +109,20 @@ export function page(container, ctx) {
       extra: dl([["To", recipient], ["Amount", `${formatCpt(amount)} (${amount.toString()} µCPT)`], memo ? ["Memo", memo] : null]),
     });
     if (!ok) return;
-    // One key per confirmed transfer: a retry after a lost answer cannot move the money twice.
-    const body = { recipient, amount_micro: amount, memo, idempotency_key: crypto.randomUUID() };
+    // The same key while this transfer is retried after a lost answer: the money never moves twice.
+    const idempotency_key = transferKey.keyFor(`${recipient}\n${amount}\n${memo}`);
+    const body = { recipient, amount_micro: amount, memo, idempotency_key };
     await busy(review, async () => {
       try {
         const reply = await post("/api/v1/wallet/transfer", body);
+        transferKey.settle();
         formNotice.show(`Sent ${formatCpt(reply.amount_micro)} to ${reply.recipient}. Your balance is now ${formatCpt(reply.new_balance_micro)}.`, "success");
         form.reset();
         await refresh();
       } catch (error) {
-        formNotice.show(error.message);
+        const unknown = transferKey.settle(error);
+        formNotice.show(unknown ? LOST_ANSWER : error.message);
+        if (unknown) await refresh().catch(() => {});
       }
     });
   });
