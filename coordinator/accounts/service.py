@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from coordinator.accounts.models import ROLE_ADMIN, ROLE_USER, RefreshToken, User
 from coordinator.accounts.passwords import hash_password, verify_password
 from coordinator.accounts.ratelimit import LoginRateLimiter
-from coordinator.accounts.tokens import TokenIssuer, hash_secret, new_secret
+from coordinator.accounts.tokens import Principal, TokenIssuer, hash_secret, new_secret
 from coordinator.clock import Clock
 from coordinator.db import Database
 from coordinator.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
@@ -193,20 +193,37 @@ class Accounts:
 
     def create_admin(self, username: str, email: str, password: str) -> User:
         """Create an admin, or promote an existing user of that name (after checking the password)."""
+        from coordinator.admin import audit  # the admin audit log sits above accounts
+
         with self.db.read() as session:
             existing = session.exec(select(User).where(User.username == username)).first()
         if existing is None:
-            return self.register(username, email, password, role=ROLE_ADMIN)
-        if not verify_password(existing.password_hash, password):
-            raise Unauthenticated(
-                f"User '{username}' exists and the password does not match; not promoted."
-            )
+            user = self.register(username, email, password, role=ROLE_ADMIN)
+            summary = f"{username} was created as an administrator at the server console."
+        else:
+            if not verify_password(existing.password_hash, password):
+                raise Unauthenticated(
+                    f"User '{username}' exists and the password does not match; not promoted."
+                )
+            user = existing
+            summary = f"{username} was made an administrator at the server console."
+        # The console is an operator's admin action like any other, so it goes to the audit log: for a
+        # promotion in the same transaction, for a new account right after its registration.
         with self.db.write() as session:
-            user = session.get(User, existing.id)
-            assert user is not None
-            user.role = ROLE_ADMIN
-            session.add(user)
-        return user
+            row = session.get(User, user.id)
+            assert row is not None and row.id is not None
+            row.role = ROLE_ADMIN
+            session.add(row)
+            audit.record(
+                session,
+                Principal(user_id=row.id, username=row.username, role=ROLE_ADMIN),
+                "user.promote",
+                f"user:{username}",
+                now=self.clock(),
+                summary=summary,
+                detail={"via": "hivemind coordinator create-admin"},
+            )
+        return row
 
     def get_user(self, username: str) -> User:
         with self.db.read() as session:

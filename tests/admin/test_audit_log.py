@@ -57,7 +57,8 @@ def test_every_action_is_logged_and_filterable(sqlite_admin: Admin) -> None:
     assert targets(target="user:bob", action="user.promote") == ["user:bob"]
     assert targets(actor="bob") == []
     page = c.http.get("/api/v1/admin/audit-log", params={"limit": 2, "offset": 1}, headers=h).json()
-    assert page["total"] == 11 and [e["action"] for e in page["entries"]] == [
+    # 11 actions, and the console's entry for the test's admin (made with create-admin)
+    assert page["total"] == 12 and [e["action"] for e in page["entries"]] == [
         "user.demote",
         "user.promote",
     ]

@@ -206,3 +206,24 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(admin: Admin) ->
         roles = {u.username: u.role for u in session.exec(select(User))}
     assert sorted(roles.values()) == ["admin", "user"]
     assert audit_count(c) == 1
+
+
+def test_create_admin_at_the_console_is_in_the_audit_log(admin: Admin) -> None:
+    c = admin.c
+    c.register("dora")
+    c.coordinator.accounts.create_admin("dora", "dora@example.org", PASSWORD)  # a promotion
+    c.coordinator.accounts.create_admin("cleo", "cleo@example.org", PASSWORD)  # a new account
+    log = c.http.get(
+        "/api/v1/admin/audit-log",
+        params={"action": "user.promote"},
+        headers=bearer(admin.admin_token),
+    ).json()
+    entries = {e["target"]: e for e in log["entries"]}
+    assert (
+        entries["user:dora"]["summary"] == "dora was made an administrator at the server console."
+    )
+    assert entries["user:cleo"]["summary"] == (
+        "cleo was created as an administrator at the server console."
+    )
+    assert entries["user:dora"]["actor"] == "dora" and entries["user:cleo"]["actor"] == "cleo"
+    assert c.login("dora").role == "admin" and c.login("cleo").role == "admin"
