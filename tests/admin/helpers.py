@@ -11,27 +11,11 @@ from sqlmodel import select
 
 from coordinator.admin.models import AuditEntry
 from coordinator.jobs.models import JOB_FINAL, TASK_ACCEPTED, Job, Task
-from tests.jobs.helpers import CPT, StandInWorker, fund
+from tests.jobs.helpers import StandInWorker, spec
+from tests.jobs.helpers import funded as funded  # re-exported for the admin tests
 from tests.support import RunningCoordinator, bearer
 
 _names = itertools.count()
-
-
-def spec(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "square",
-        "image": "python:3.11-slim",
-        "command": ["python3", "-c", "print(6 * 7)"],
-        "output_paths": ["out.txt"],
-        "resources": {"cpu_cores": 1, "memory_gb": 0.5},
-        "max_budget_micro": 2 * CPT,
-    } | overrides
-
-
-def funded(c: RunningCoordinator, name: str, amount_micro: int = 10 * CPT) -> tuple[int, str]:
-    user_id, token = c.signup(name)
-    fund(c, user_id, amount_micro)
-    return user_id, token
 
 
 def submit(c: RunningCoordinator, token: str, **overrides: Any) -> str:

@@ -27,6 +27,25 @@ def fund(c: RunningCoordinator, user_id: int, amount_micro: int) -> None:
         ledger.grant(session, user_id, amount_micro, now=utcnow())
 
 
+def spec(**overrides: Any) -> dict[str, Any]:
+    """A small valid job spec (as the REST body), with ``overrides``."""
+    return {
+        "name": "square",
+        "image": "python:3.11-slim",
+        "command": ["python3", "-c", "print(6 * 7)"],
+        "output_paths": ["out.txt"],
+        "resources": {"cpu_cores": 1, "memory_gb": 0.5},
+        "max_budget_micro": 2 * CPT,
+    } | overrides
+
+
+def funded(c: RunningCoordinator, name: str, amount_micro: int = 10 * CPT) -> tuple[int, str]:
+    """A new user holding ``amount_micro``; returns (user id, access token)."""
+    user_id, token = c.signup(name)
+    fund(c, user_id, amount_micro)
+    return user_id, token
+
+
 def balance(c: RunningCoordinator, user_id: int) -> int:
     with c.coordinator.db.read() as session:
         return ledger.get_balance(session, user_id)

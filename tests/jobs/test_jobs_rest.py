@@ -15,27 +15,11 @@ from tests.jobs.helpers import (
     complete_only_task,
     counts,
     escrow_balance,
-    fund,
+    funded,
     sha,
+    spec,
 )
 from tests.support import RunningCoordinator, bearer
-
-
-def spec(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "square",
-        "image": "python:3.11-slim",
-        "command": ["python3", "-c", "print(6 * 7)"],
-        "output_paths": ["out.txt"],
-        "resources": {"cpu_cores": 1, "memory_gb": 0.5},
-        "max_budget_micro": 2 * CPT,
-    } | overrides
-
-
-def funded(c: RunningCoordinator, name: str, amount_micro: int = 10 * CPT) -> tuple[int, str]:
-    user_id, token = c.signup(name)
-    fund(c, user_id, amount_micro)
-    return user_id, token
 
 
 def submit(c: RunningCoordinator, token: str, **overrides: Any) -> httpx.Response:
