@@ -263,6 +263,9 @@ def main() -> int:
     parser.add_argument(
         "--max-seconds", type=float, default=60, help="time limit per case (default 60)"
     )
+    parser.add_argument(
+        "--cases", default="hot,spread", help="comma-separated cases to run (default hot,spread)"
+    )
     parser.add_argument("--sqlite-synchronous", choices=["NORMAL", "FULL"], default="FULL")
     parser.add_argument(
         "--db-threads", type=int, default=8, help="coordinator DB threads (default 8)"
@@ -315,7 +318,12 @@ def main() -> int:
             return src, (src + rnd.randrange(1, n)) % n
 
         results: list[CaseResult] = []
-        for case, pick in (("hot account", hot), ("spread", spread)):
+        cases = [c.strip() for c in args.cases.split(",")]
+        unknown = set(cases) - {"hot", "spread"}
+        if unknown:
+            raise SystemExit(f"unknown case(s) {sorted(unknown)}: choose from hot, spread")
+        chosen = [(n, f) for n, f in (("hot account", hot), ("spread", spread)) if n.split()[0] in cases]
+        for case, pick in chosen:
             for clients in (int(c) for c in args.clients.split(",")):
                 cpu_before = process_cpu_s(proc.pid)
                 result = asyncio.run(

@@ -11,9 +11,12 @@ transaction and one commit (group commit), which is what a disk sync per commit 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from sqlmodel import Session
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Prelock = Callable[[Session, list[Any]], None]
+Batch = Callable[[Session, list[Any]], list[Any]]
 
 GROUP_COMMIT_MAX = 64
 """Most writes one grouped transaction carries."""
@@ -74,6 +78,9 @@ class Database:
             self._write_engine = self.engine
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._group = _GroupCommit(self)
+        self._loop_groups: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _LoopGroupCommit
+        ] = weakref.WeakKeyDictionary()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -120,6 +127,35 @@ class Database:
         transaction that locks the same rows in ascending order."""
         return self._group.run(work, refusals, prelock, lock_key)
 
+    async def write_grouped_async(
+        self,
+        work: Callable[[Session], T],
+        executor: Executor,
+        *,
+        refusals: type[Exception],
+        prelock: Prelock | None = None,
+        lock_key: Any = None,
+        batch: Batch | None = None,
+        request: Any = None,
+    ) -> T:
+        """:meth:`write_grouped` for a caller on the event loop, with the same contract: concurrent
+        callers on this loop share one transaction, run in ``executor`` with one thread hand-off per
+        group rather than one per caller. A caller cancelled before its group starts is left out of it;
+        one cancelled later still has its work committed (or refused) with the group.
+
+        With ``batch``, the pieces of a group that name the same ``batch`` run as one call,
+        ``batch(session, [request, ...])``, which returns each piece's outcome in order: its result, or
+        its refusal (an instance of ``refusals``) - returned, not raised, and written nothing. A batch
+        locks what it needs in one ordered statement, as a prelock does. Alone, or when a group fails and
+        its pieces run again one by one, a piece runs ``work`` as usual."""
+        loop = asyncio.get_running_loop()
+        groups = self._loop_groups.get(loop)
+        if groups is None:
+            groups = self._loop_groups[loop] = _LoopGroupCommit(self, loop)
+        return await groups.run(
+            _Grouped(work, refusals, prelock, lock_key, batch, request), executor
+        )
+
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (run at every start)."""
         from alembic import command
@@ -149,6 +185,8 @@ class _Grouped(Generic[T]):
     refusals: type[Exception]
     prelock: Prelock | None = None
     lock_key: Any = None
+    batch: Batch | None = None
+    request: Any = None
     done: bool = False
     settled: bool = False
     """Its outcome is final: committed, refused, or failed alone."""
@@ -209,35 +247,104 @@ class _GroupCommit:
         return item.result  # type: ignore[no-any-return]
 
     def _run_group(self, group: list[_Grouped[Any]]) -> None:
-        try:
-            with self._db.write() as session:
-                if len(group) > 1:
-                    keys: dict[Prelock, list[Any]] = {}
-                    for grouped in group:
-                        if grouped.prelock is not None:
-                            keys.setdefault(grouped.prelock, []).append(grouped.lock_key)
-                    for prelock, lock_keys in keys.items():
-                        prelock(session, lock_keys)
-                for grouped in group:
-                    try:
-                        grouped.result = grouped.work(session)
-                    except grouped.refusals as exc:
-                        grouped.error = exc
-        except Exception as exc:
-            if len(group) == 1:
-                group[0].error = exc
-                group[0].settled = True
-                return
-            logger.info("grouped write failed (%r); running its %d parts alone", exc, len(group))
-        else:
-            for grouped in group:
-                grouped.settled = True
+        _run_group(self._db, group)
+
+
+class _LoopGroupCommit:
+    """Group commit for callers on one event loop: while a group runs in the executor, new callers wait
+    in a list; when it ends, the next group takes everyone waiting. No thread waits for another."""
+
+    def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
+        self._db = db
+        self._loop = loop
+        self._pending: list[tuple[_Grouped[Any], asyncio.Future[Any]]] = []
+        self._running = False
+
+    async def run(self, item: _Grouped[T], executor: Executor) -> T:
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._pending.append((item, future))
+        if not self._running:
+            self._launch(executor)
+        return await future
+
+    def _launch(self, executor: Executor) -> None:
+        group: list[tuple[_Grouped[Any], asyncio.Future[Any]]] = []
+        while self._pending and len(group) < GROUP_COMMIT_MAX:
+            entry = self._pending.pop(0)
+            if not entry[1].cancelled():
+                group.append(entry)
+        if not group:
             return
-        for grouped in group:
-            grouped.result, grouped.error = None, None
-            try:
-                with self._db.write() as session:
+        self._running = True
+        running = self._loop.run_in_executor(executor, _run_group, self._db, [g for g, _ in group])
+        running.add_done_callback(lambda done: self._finish(group, done, executor))
+
+    def _finish(
+        self,
+        group: list[tuple[_Grouped[Any], asyncio.Future[Any]]],
+        done: asyncio.Future[None],
+        executor: Executor,
+    ) -> None:
+        self._running = False
+        failure = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        for item, future in group:
+            if future.done():
+                continue
+            if failure is not None and not item.settled:
+                future.set_exception(RuntimeError("the grouped write was interrupted"))
+            elif item.error is not None:
+                future.set_exception(item.error)
+            else:
+                future.set_result(item.result)
+        if self._pending:
+            self._launch(executor)
+
+
+def _run_group(db: Database, group: list[_Grouped[Any]]) -> None:
+    """Run ``group`` in one write transaction (see :meth:`Database.write_grouped`), settling each piece:
+    its result, its refusal, or - when the shared transaction fails - its outcome when run alone."""
+    try:
+        with db.write() as session:
+            if len(group) > 1:
+                keys: dict[Prelock, list[Any]] = {}
+                for grouped in group:
+                    if grouped.prelock is not None:
+                        keys.setdefault(grouped.prelock, []).append(grouped.lock_key)
+                for prelock, lock_keys in keys.items():
+                    prelock(session, lock_keys)
+            batches: dict[Batch, list[_Grouped[Any]]] = {}
+            for grouped in group:
+                if grouped.batch is not None and len(group) > 1:
+                    batches.setdefault(grouped.batch, []).append(grouped)
+                    continue
+                try:
                     grouped.result = grouped.work(session)
-            except Exception as exc:
-                grouped.error = exc
+                except grouped.refusals as exc:
+                    grouped.error = exc
+            for batch, pieces in batches.items():
+                outcomes = batch(session, [grouped.request for grouped in pieces])
+                if len(outcomes) != len(pieces):
+                    raise RuntimeError("a batched write answered for the wrong number of pieces")
+                for grouped, outcome in zip(pieces, outcomes, strict=True):
+                    if isinstance(outcome, grouped.refusals):
+                        grouped.error = outcome
+                    else:
+                        grouped.result = outcome
+    except Exception as exc:
+        if len(group) == 1:
+            group[0].error = exc
+            group[0].settled = True
+            return
+        logger.info("grouped write failed (%r); running its %d parts alone", exc, len(group))
+    else:
+        for grouped in group:
             grouped.settled = True
+        return
+    for grouped in group:
+        grouped.result, grouped.error = None, None
+        try:
+            with db.write() as session:
+                grouped.result = grouped.work(session)
+        except Exception as exc:
+            grouped.error = exc
+        grouped.settled = True

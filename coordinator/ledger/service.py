@@ -44,11 +44,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
-from coordinator.errors import InvalidArgument, NotFound
+from coordinator.errors import HiveMindError, InvalidArgument, NotFound
 from coordinator.ledger.errors import BalanceLimitExceeded, IdempotencyConflict, InsufficientFunds
 from coordinator.ledger.models import (
     FEES_ACCOUNT,
@@ -59,6 +59,7 @@ from coordinator.ledger.models import (
     MINT_ACCOUNT,
 )
 from coordinator.ledger.tables import ACCOUNTS, ENTRIES, TRANSACTIONS, USERS
+from coordinator.rawsql import RawStatement
 
 # The most one request may move: 10**15 micro-CPT is one billion CPT. Far above any real payment, far
 # below what a signed 64-bit column holds, so sums of a few thousand maximal postings still fit.
@@ -231,9 +232,11 @@ def _insert_ignoring_conflicts(dialect: str, table: Table, *columns: str) -> Ins
 
 
 _INSERT_TX = {
-    name: _insert_ignoring_conflicts(
-        name, TRANSACTIONS, "idempotency_scope", "idempotency_key"
-    ).returning(TRANSACTIONS.c.id)
+    name: RawStatement(
+        _insert_ignoring_conflicts(
+            name, TRANSACTIONS, "idempotency_scope", "idempotency_key"
+        ).returning(TRANSACTIONS.c.id)
+    )
     for name in ("postgresql", "sqlite")
 }
 _INSERT_ACCOUNT = {
@@ -246,7 +249,7 @@ _INSERT_ACCOUNT = {
 # statement (not an executemany, which on psycopg costs a pipeline sync and more Python per row). The
 # statements depend only on the number of entries, so they are built once per size.
 @functools.cache
-def _insert_entries(n: int) -> Insert:
+def _insert_entries(n: int) -> RawStatement:
     # INSERT ... SELECT ... UNION ALL SELECT ..., not a multi-row VALUES: SQLAlchemy cannot cache the
     # compiled form of the latter and would compile it on every posting.
     columns = ("transaction_id", "account_id", "amount_micro", "balance_after_micro", "created_at")
@@ -260,14 +263,18 @@ def _insert_entries(n: int) -> Insert:
         )
         for i in range(n)
     ]
-    return insert(ENTRIES).from_select(columns, rows[0] if n == 1 else union_all(*rows))
+    return RawStatement(
+        insert(ENTRIES).from_select(columns, rows[0] if n == 1 else union_all(*rows))
+    )
 
 
 @functools.cache
-def _set_balances(n: int) -> Update:
+def _set_balances(n: int) -> RawStatement:
     ids: list[BindParameter[int]] = [bindparam(f"acc{i}") for i in range(n)]
     new_balance = case(*((ACCOUNTS.c.id == ids[i], bindparam(f"after{i}")) for i in range(n)))
-    return update(ACCOUNTS).where(ACCOUNTS.c.id.in_(ids)).values(balance_micro=new_balance)
+    return RawStatement(
+        update(ACCOUNTS).where(ACCOUNTS.c.id.in_(ids)).values(balance_micro=new_balance)
+    )
 
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serializes balance writers just the same but does not block
@@ -278,7 +285,7 @@ _LOCK_ACCOUNTS = (
     .order_by(ACCOUNTS.c.id)
     .with_for_update(key_share=True)
 )
-_LOCK_TRANSFER_PARTIES = (
+_LOCK_TRANSFER_PARTIES = RawStatement(
     select(ACCOUNTS.c.id, ACCOUNTS.c.user_id, ACCOUNTS.c.balance_micro)
     .where(
         ACCOUNTS.c.user_id.in_(
@@ -292,7 +299,7 @@ _LOCK_TRANSFER_PARTIES = (
     )
     .order_by(ACCOUNTS.c.id)
     .with_for_update(key_share=True)
-)
+)  # rows: (account id, user id, balance), driver tuples
 _FIND_REPLAY = (
     select(
         TRANSACTIONS.c.id,
@@ -509,8 +516,8 @@ def _write(
                 return replay
             raise
         new_balances.append((acc, after))
-    tx_id = conn.execute(
-        _INSERT_TX[_dialect(conn)],
+    tx_id = _INSERT_TX[_dialect(conn)].scalar(
+        conn,
         {
             "kind": kind,
             "initiator_user_id": initiator_user_id,
@@ -520,7 +527,7 @@ def _write(
             "memo": memo,
             "created_at": now,
         },
-    ).scalar()
+    )
     if tx_id is None:
         # ON CONFLICT DO NOTHING: this key was used before (or by a concurrent request that committed
         # while we waited on PostgreSQL). Nothing was written; answer with the first result.
@@ -535,8 +542,8 @@ def _write(
         params[f"acc{i}"] = acc
         params[f"amount{i}"] = amount
         params[f"after{i}"] = after
-    conn.execute(_insert_entries(len(entries)), params)
-    updated = conn.execute(_set_balances(len(entries)), params).rowcount
+    _insert_entries(len(entries)).rowcount(conn, params)
+    updated = _set_balances(len(entries)).rowcount(conn, params)
     if updated != len(entries):  # pragma: no cover - the rows are locked: only a bug gets here
         raise RuntimeError(f"ledger: updated {updated} balances of {len(entries)}; rolling back")
     posted = conn.info.get(POSTED_KINDS)
@@ -812,13 +819,13 @@ def _lock_transfer_parties(
     for _attempt in range(2):
         sender: tuple[int, int] | None = None
         recipient: tuple[int, int, int] | None = None
-        for row in conn.execute(
-            _LOCK_TRANSFER_PARTIES, {"sender": sender_user_id, "recipient": recipient_username}
+        for acc, user_id, balance in _LOCK_TRANSFER_PARTIES.rows(
+            conn, {"sender": sender_user_id, "recipient": recipient_username}
         ):
-            if row.user_id == sender_user_id:
-                sender = (int(row.id), int(row.balance_micro))
+            if user_id == sender_user_id:
+                sender = (int(acc), int(balance))
             else:
-                recipient = (int(row.id), int(row.balance_micro), int(row.user_id))
+                recipient = (int(acc), int(balance), int(user_id))
         if sender is not None and recipient is not None:
             return sender, recipient
         recipient_user_id = conn.execute(_USER_NAMED, {"username": recipient_username}).scalar()
@@ -895,13 +902,7 @@ def transfer(
             initiator_user_id=sender_user_id,
         )
     except InsufficientFunds as exc:
-        raise InsufficientFunds(
-            f"Insufficient funds: your balance is {format_cpt(sender_balance)} and this transfer "
-            f"needs {format_cpt(amount)}. Send a smaller amount.",
-            account_id=sender_acc,
-            balance_micro=sender_balance,
-            needed_micro=amount,
-        ) from exc
+        raise _short_of_funds(sender_acc, sender_balance, amount) from exc
     return TransferResult(
         transaction_id=posting.transaction_id,
         sender_user_id=sender_user_id,
@@ -912,6 +913,262 @@ def transfer(
         created_at=posting.created_at,
         replayed=posting.replayed,
     )
+
+
+def _short_of_funds(sender_acc: int, balance: int, amount: int) -> InsufficientFunds:
+    return InsufficientFunds(
+        f"Insufficient funds: your balance is {format_cpt(balance)} and this transfer "
+        f"needs {format_cpt(amount)}. Send a smaller amount.",
+        account_id=sender_acc,
+        balance_micro=balance,
+        needed_micro=amount,
+    )
+
+
+class IdempotencyRace(RuntimeError):
+    """A batch met a key that a concurrent transaction committed after the batch looked: it rolls back
+    (its group commit then runs each transfer alone, which replays the key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """One transfer for :func:`transfer_many`, as :func:`transfer` takes it."""
+
+    sender_user_id: int
+    recipient_username: str
+    amount_micro: int
+    idempotency_key: str | None = None
+    memo: str = ""
+
+
+def transfer_request(session: Session, r: TransferRequest, *, now: datetime) -> TransferResult:
+    """:func:`transfer` of one :class:`TransferRequest`."""
+    return transfer(
+        session,
+        r.sender_user_id,
+        r.recipient_username,
+        r.amount_micro,
+        idempotency_key=r.idempotency_key,
+        memo=r.memo,
+        now=now,
+    )
+
+
+# The wallets of a batch's senders and recipients, locked in one ordered statement (as a prelock does);
+# and which of the batch's idempotency keys were used before. One statement per list size, so each
+# runs as a RawStatement (an expanding IN would cost SQLAlchemy's per-call rendering).
+@functools.cache
+def _lock_batch_wallets(senders: int, recipients: int) -> RawStatement:
+    return RawStatement(
+        select(ACCOUNTS.c.id, ACCOUNTS.c.user_id, ACCOUNTS.c.balance_micro, USERS.c.username)
+        .join(USERS, USERS.c.id == ACCOUNTS.c.user_id)
+        .where(
+            ACCOUNTS.c.user_id.in_([bindparam(f"s{i}") for i in range(senders)])
+            | USERS.c.username.in_([bindparam(f"r{i}") for i in range(recipients)])
+        )
+        .order_by(ACCOUNTS.c.id)
+        .with_for_update(key_share=True, of=ACCOUNTS)
+    )
+
+
+@functools.cache
+def _used_keys(n: int) -> RawStatement:
+    return RawStatement(
+        select(TRANSACTIONS.c.idempotency_scope, TRANSACTIONS.c.idempotency_key).where(
+            TRANSACTIONS.c.idempotency_key.in_([bindparam(f"k{i}") for i in range(n)])
+        )
+    )
+
+
+def _numbered(prefix: str, values: Sequence[object]) -> dict[str, object]:
+    return {f"{prefix}{i}": value for i, value in enumerate(values)}
+
+
+_INSERT_ENTRY = RawStatement(insert(ENTRIES))
+_SET_BALANCE_RAW = RawStatement(_SET_BALANCE)
+
+
+def transfer_many(
+    session: Session, requests: Sequence[TransferRequest], *, now: datetime
+) -> list[TransferResult | HiveMindError]:
+    """Several transfers in one transaction, each with the outcome :func:`transfer` would give it if they
+    ran one after another in this order: its result, or its refusal (returned, not raised). A refused
+    transfer writes nothing; the others are written.
+
+    The common case costs a fixed number of statements whatever the number of transfers: lock every
+    wallet involved (one ordered statement), look up the idempotency keys, then insert the transactions
+    (one short statement each), their entries and the new balances (one ``executemany`` each). A transfer
+    that is not the common case - an unknown recipient, a missing wallet, a payment to oneself, a key used
+    before or earlier in the batch - is handed to :func:`transfer` in its turn: what the batch has
+    computed so far is written first, and the wallets are read again after it."""
+    outcomes: list[TransferResult | HiveMindError | None] = [None] * len(requests)
+    checked: list[tuple[int, TransferRequest, int, str, str | None]] = []
+    for i, r in enumerate(requests):
+        try:
+            amount = check_amount(r.amount_micro)
+            memo, key = check_memo(r.memo), check_idempotency_key(r.idempotency_key)
+        except HiveMindError as exc:
+            outcomes[i] = exc
+            continue
+        checked.append((i, r, amount, memo, key))
+    conn = session.connection()
+    batch = _TransferBatch(conn, now, outcomes)
+    if checked:
+        batch.lock(checked)
+        keys = sorted({key for *_, key in checked if key is not None})
+        if keys:
+            batch.used = {
+                (str(scope), str(key))
+                for scope, key in _used_keys(len(keys)).rows(conn, _numbered("k", keys))
+            }
+    for n, (i, r, amount, memo, key) in enumerate(checked):
+        try:
+            batch.add(i, r, amount, memo, key)
+        except HiveMindError as exc:
+            outcomes[i] = exc
+        except _Unusual:
+            batch.flush()
+            try:
+                outcomes[i] = transfer_request(session, r, now=now)
+            except HiveMindError as exc:
+                outcomes[i] = exc
+            batch.lock(checked[n + 1 :])  # transfer() changed balances the batch had read
+            if key is not None:
+                batch.used.add((f"user:{r.sender_user_id}", key))
+    batch.flush()
+    settled = [o for o in outcomes if o is not None]
+    if len(settled) != len(requests):  # pragma: no cover - every branch above settles its transfer
+        raise RuntimeError("ledger: a transfer of the batch was left without an outcome")
+    return settled
+
+
+class _Unusual(Exception):
+    """A transfer the batch leaves to :func:`transfer` (see :func:`transfer_many`)."""
+
+
+class _TransferBatch:
+    """The state of :func:`transfer_many`: locked wallets with their running balances, the keys in use,
+    and the transactions computed but not yet written."""
+
+    def __init__(
+        self, conn: Connection, now: datetime, outcomes: list[TransferResult | HiveMindError | None]
+    ) -> None:
+        self.conn = conn
+        self.now = now
+        self.outcomes = outcomes
+        self.wallets: dict[int, tuple[int, int]] = {}  # user id -> (account id, balance)
+        self.user_ids: dict[str, int] = {}
+        self.used: set[tuple[str, str]] = set()
+        self.tx_rows: list[dict[str, object]] = []
+        self.moves: list[
+            tuple[int, int, int, int, int]
+        ] = []  # sender acc, recipient acc, amount, afters
+        self.results: list[
+            tuple[int, TransferRequest, int, int, int]
+        ] = []  # outcome index, request,
+        # recipient id, amount, sender after
+
+    def lock(self, items: Sequence[tuple[int, TransferRequest, int, str, str | None]]) -> None:
+        if not items:
+            return
+        senders = sorted({r.sender_user_id for _, r, *_ in items})
+        recipients = sorted({r.recipient_username for _, r, *_ in items})
+        for acc, user_id, balance, username in _lock_batch_wallets(
+            len(senders), len(recipients)
+        ).rows(self.conn, _numbered("s", senders) | _numbered("r", recipients)):
+            self.wallets[int(user_id)] = (int(acc), int(balance))
+            self.user_ids[str(username)] = int(user_id)
+
+    def add(self, i: int, r: TransferRequest, amount: int, memo: str, key: str | None) -> None:
+        """Compute transfer ``i`` against the running balances and queue its writes; its outcome is set
+        when they are written (:meth:`flush`). Raises its refusal, or ``_Unusual``."""
+        sender = self.wallets.get(r.sender_user_id)
+        recipient_id = self.user_ids.get(r.recipient_username)
+        recipient = None if recipient_id is None else self.wallets.get(recipient_id)
+        scope = f"user:{r.sender_user_id}"
+        if (
+            sender is None
+            or recipient is None
+            or recipient_id is None
+            or recipient_id == r.sender_user_id
+            or (key is not None and (scope, key) in self.used)
+        ):
+            raise _Unusual
+        (sender_acc, sender_balance), (recipient_acc, recipient_balance) = sender, recipient
+        if sender_balance < amount:
+            raise _short_of_funds(sender_acc, sender_balance, amount)
+        recipient_after = _balance_after(recipient_acc, KIND_USER, recipient_balance, amount)
+        sender_after = sender_balance - amount
+        self.wallets[r.sender_user_id] = (sender_acc, sender_after)
+        self.wallets[recipient_id] = (recipient_acc, recipient_after)
+        entries = [(sender_acc, -amount), (recipient_acc, amount)]
+        idem = _idempotency(scope, key, KIND_TRANSFER, entries, memo)
+        if idem is not None:
+            self.used.add((scope, idem.key))  # a second use in this batch replays this one
+        self.tx_rows.append(
+            {
+                "kind": KIND_TRANSFER,
+                "initiator_user_id": r.sender_user_id,
+                "idempotency_scope": None if idem is None else idem.scope,
+                "idempotency_key": None if idem is None else idem.key,
+                "request_fingerprint": None if idem is None else idem.fingerprint,
+                "memo": memo,
+                "created_at": self.now,
+            }
+        )
+        self.moves.append((sender_acc, recipient_acc, amount, sender_after, recipient_after))
+        self.results.append((i, r, recipient_id, amount, sender_after))
+
+    def flush(self) -> None:
+        """Write the queued transactions and set their outcomes."""
+        if not self.tx_rows:
+            return
+        insert_tx = _INSERT_TX[_dialect(self.conn)]
+        tx_ids: list[int] = []
+        entry_rows: list[dict[str, object]] = []
+        balances: dict[int, int] = {}
+        for row, (sender_acc, recipient_acc, amount, s_after, r_after) in zip(
+            self.tx_rows, self.moves, strict=True
+        ):
+            tx_id = insert_tx.scalar(self.conn, row)
+            if tx_id is None:  # a concurrent request with this key committed since we looked
+                raise IdempotencyRace("an idempotency key was used concurrently; run one by one")
+            tx_ids.append(int(tx_id))
+            for acc, moved, after in (
+                (sender_acc, -amount, s_after),
+                (recipient_acc, amount, r_after),
+            ):
+                entry_rows.append(
+                    {
+                        "transaction_id": tx_id,
+                        "account_id": acc,
+                        "amount_micro": moved,
+                        "balance_after_micro": after,
+                        "created_at": self.now,
+                    }
+                )
+                balances[acc] = after
+        _INSERT_ENTRY.executemany(self.conn, entry_rows)
+        _SET_BALANCE_RAW.executemany(
+            self.conn, [{"b_id": acc, "b_balance": after} for acc, after in balances.items()]
+        )
+        posted = self.conn.info.get(POSTED_KINDS)
+        if posted is not None:
+            posted.extend([KIND_TRANSFER] * len(self.tx_rows))
+        for tx_id, (i, r, recipient_id, amount, sender_after) in zip(
+            tx_ids, self.results, strict=True
+        ):
+            self.outcomes[i] = TransferResult(
+                transaction_id=tx_id,
+                sender_user_id=r.sender_user_id,
+                recipient_user_id=recipient_id,
+                recipient_username=r.recipient_username,
+                amount_micro=amount,
+                new_balance_micro=sender_after,
+                created_at=self.now,
+                replayed=False,
+            )
+        self.tx_rows, self.moves, self.results = [], [], []
 
 
 # -- reading ----------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ transaction of its own, and the rules about who may see or mint what live here, 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from sqlmodel import Session
@@ -14,12 +16,14 @@ from coordinator.errors import HiveMindError, PermissionDenied
 from coordinator.ledger.service import (
     DEFAULT_PAGE_SIZE,
     StatementRow,
+    TransferRequest,
     TransferResult,
     audit,
     get_balance,
     list_transactions,
     lock_transfer_wallets,
-    transfer,
+    transfer_many,
+    transfer_request,
     user_id_by_username,
 )
 
@@ -41,6 +45,17 @@ class Ledger:
         self.db = db
         self.clock = clock
 
+    async def transfer_async(self, executor: Executor, request: TransferRequest) -> TransferResult:
+        """:meth:`transfer` for a caller on the event loop (gRPC): batched with the loop's concurrent
+        transfers (``transfer_many``), one thread hand-off and one commit per batch."""
+        return await self.db.write_grouped_async(
+            self._transfer_alone(request),
+            executor,
+            refusals=HiveMindError,
+            batch=self._transfer_batch,
+            request=request,
+        )
+
     def transfer(
         self,
         sender_user_id: int,
@@ -53,19 +68,23 @@ class Ledger:
         # Grouped with concurrent transfers into one commit: transfer() refuses (HiveMindError) only
         # before it writes, which is what write_grouped needs to answer a refusal alone.
         return self.db.write_grouped(
-            lambda session: transfer(
-                session,
-                sender_user_id,
-                recipient_username,
-                amount_micro,
-                idempotency_key=idempotency_key,
-                memo=memo,
-                now=self.clock(),
+            self._transfer_alone(
+                TransferRequest(
+                    sender_user_id, recipient_username, amount_micro, idempotency_key, memo
+                )
             ),
             refusals=HiveMindError,
             prelock=lock_transfer_wallets,
             lock_key=(sender_user_id, recipient_username),
         )
+
+    def _transfer_alone(self, r: TransferRequest) -> Callable[[Session], TransferResult]:
+        return lambda session: transfer_request(session, r, now=self.clock())
+
+    def _transfer_batch(
+        self, session: Session, requests: list[TransferRequest]
+    ) -> list[TransferResult | HiveMindError]:
+        return transfer_many(session, requests, now=self.clock())
 
     def balance(self, caller: Principal, username: str = "") -> Balance:
         """The caller's balance, or (administrators only) the balance of ``username``."""

@@ -9,7 +9,7 @@ import grpc
 
 from coordinator.clock import Clock, to_unix
 from coordinator.db import Database
-from coordinator.ledger.service import DEFAULT_PAGE_SIZE, format_cpt
+from coordinator.ledger.service import DEFAULT_PAGE_SIZE, TransferRequest, format_cpt
 from coordinator.ledger.usecases import Ledger
 from coordinator.rpc.common import RpcBase
 from shared_proto.v1 import tokens_pb2, tokens_pb2_grpc
@@ -26,14 +26,17 @@ class TokenServicer(RpcBase, tokens_pb2_grpc.TokenServiceServicer):
         self, request: tokens_pb2.TransferRequest, context: Context
     ) -> tokens_pb2.TransferResponse:
         user = await self.user(context, request.token)
-        result = await self.call(
+        result = await self.guard(
             context,
-            lambda: self.ledger.transfer(
-                user.user_id,
-                request.recipient,
-                request.amount_micro,
-                idempotency_key=request.idempotency_key or None,  # proto3: "" means not sent
-                memo=request.memo,
+            self.ledger.transfer_async(
+                self.executor,
+                TransferRequest(
+                    user.user_id,
+                    request.recipient,
+                    request.amount_micro,
+                    idempotency_key=request.idempotency_key or None,  # proto3: "" means not sent
+                    memo=request.memo,
+                ),
             ),
         )
         return tokens_pb2.TransferResponse(
