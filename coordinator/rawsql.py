@@ -1,136 +1,231 @@
 """The hottest statements, run on the driver's own connection.
 
 SQLAlchemy Core costs tens of microseconds of Python per ``Connection.execute`` (events, the compiled
-cache lookup, the execution context, the result wrapper), which is most of what a ledger transfer costs
-once commits are grouped. A :class:`RawStatement` compiles its Core statement once per dialect, keeps
-the SQL text, the order of its parameters and their type conversions, and runs it on the DBAPI
-connection underneath the session, inside the session's transaction. The statement is still written
-once, in Core, and SQLAlchemy still decides its SQL and how each value is bound; only the per-call
-machinery is skipped.
+cache lookup, the execution context, the result wrapper), which is most of what a ledger transfer or a
+dispatcher report costs once commits are grouped. A :class:`RawStatement` compiles its Core statement
+once per dialect and set of parameter names, keeps the SQL text, the order of its parameters and their
+type conversions, and runs it on the DBAPI connection underneath the session, inside the session's
+transaction. The statement is still written once, in Core, and SQLAlchemy still decides its SQL, how
+each value is bound and how each selected column is read; only the per-call machinery is skipped.
 
-Limits: no expanding (``IN``-list) parameters and no result processing: rows come back as the driver's
-tuples, so select only columns whose driver values are already what the caller wants (integers, text).
+Expanding (``IN``-list) parameters are expanded here, once per list length, as SQLAlchemy does; an empty
+list is left to SQLAlchemy itself (it renders an empty-set expression). Selected columns are converted by
+their types' result processors (JSON text to objects, SQLite's datetime text to datetimes); the columns
+of ``RETURNING`` are not, so return only columns the driver already gives as wanted (integer ids).
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+Processor = Callable[[Any], Any]
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class _Compiled:
     sql: str
     positions: tuple[str, ...] | None
     """Parameter names in order, for drivers with positional parameters (SQLite's ``?``); None for
     drivers that take a mapping (psycopg's ``%(name)s``)."""
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    processors: dict[str, Processor]
+    constants: dict[str, Any]
+    """Values written into the statement (``.values(state="x")``, ``col == "x"``), by parameter name."""
+    expanding: tuple[str, ...]
+    results: tuple[Processor | None, ...] | None
+    """One result processor (or None) per selected column, found at the first fetch (some need the
+    driver's type code from the cursor); empty when no column needs one."""
+    row_type: Any
+    expanded: dict[tuple[int, ...], tuple[str, tuple[tuple[str, int], ...] | None]] = field(
+        default_factory=dict
+    )
+    """SQL and positions per tuple of list lengths (positions name (parameter, list index or -1))."""
 
 
 class RawStatement:
     """A Core statement run on the DBAPI connection; see the module's docstring."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[tuple[Dialect, frozenset[str]], _Compiled] = {}
 
     def _compile(self, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
         # column_keys: an INSERT or UPDATE names only the columns given, as Connection.execute does.
         compiled = cast(
-            SQLCompiler, self.statement.compile(dialect=dialect, column_keys=sorted(keys))
+            SQLCompiler,
+            cast(ClauseElement, self.statement).compile(dialect=dialect, column_keys=sorted(keys)),
         )
-        if compiled.literal_execute_params or compiled.post_compile_params:
-            raise ValueError("a RawStatement cannot have expanding or literal-execute parameters")
-        processors = []
+        if compiled.literal_execute_params:
+            raise ValueError("a RawStatement cannot have literal-execute parameters")
+        if dialect.paramstyle not in ("qmark", "pyformat"):
+            raise ValueError(f"a RawStatement does not know the {dialect.paramstyle!r} paramstyle")
+        expanding = tuple(compiled.bind_names[b] for b in compiled.post_compile_params)
+        processors: dict[str, Processor] = {}
+        constants: dict[str, Any] = {}
         for bind in compiled.binds.values():
             name = compiled.bind_names[bind]
-            if name not in keys:  # a default SQLAlchemy would compute, or an anonymous literal
-                raise ValueError(f"a RawStatement needs every parameter given; {name!r} is not")
+            if name not in keys:
+                if bind.callable is not None or (bind.required and bind.value is None):
+                    # a default SQLAlchemy would compute, or a parameter the caller forgot
+                    raise ValueError(f"a RawStatement needs every parameter given; {name!r} is not")
+                constants[name] = bind.value
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
-                processors.append((name, processor))
+                processors[name] = processor
+        row_type: Any = tuple
+        selected = getattr(self.statement, "selected_columns", None)
+        if selected is not None:
+            row_type = _row_type([str(c.key) for c in selected])
         positions = compiled.positiontup
         return _Compiled(
             sql=str(compiled),
             positions=None if positions is None else tuple(positions),
-            processors=tuple(processors),
+            processors=processors,
+            constants=constants,
+            expanding=expanding,
+            results=None,
+            row_type=row_type,
         )
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Run on ``conn``'s driver connection, in its transaction; returns the driver's cursor, which the
-        caller reads and closes (or use :meth:`rows`, :meth:`scalar`, :meth:`rowcount`)."""
+    def _prepare(
+        self, conn: Connection, params: Mapping[str, Any]
+    ) -> tuple[_Compiled, str, Any] | None:
+        """The compiled form, the SQL and the driver's parameters; None when an expanding list is empty."""
         key = (conn.dialect, frozenset(params))
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = self._compile(*key)
-        if compiled.processors:
-            values = dict(params)
-            for name, processor in compiled.processors:
-                if name in values:
-                    values[name] = processor(values[name])
-        else:
-            values = params  # type: ignore[assignment]
+        values = dict(params)
+        if compiled.constants:
+            values.update(compiled.constants)
+        for name, processor in compiled.processors.items():
+            value = values[name]
+            values[name] = (
+                [processor(v) for v in value] if name in compiled.expanding else processor(value)
+            )
+        if not compiled.expanding:
+            if compiled.positions is None:
+                return compiled, compiled.sql, values
+            return compiled, compiled.sql, tuple(values[n] for n in compiled.positions)
+        lengths = tuple(len(values[name]) for name in compiled.expanding)
+        if 0 in lengths:
+            return None
+        form = compiled.expanded.get(lengths)
+        if form is None:
+            form = compiled.expanded[lengths] = _expand(compiled, lengths)
+        sql, positions = form
+        if positions is None:
+            for name in compiled.expanding:
+                for i, value in enumerate(values.pop(name)):
+                    values[f"{name}_{i + 1}"] = value
+            return compiled, sql, values
+        return compiled, sql, tuple(values[n] if i < 0 else values[n][i] for n, i in positions)
+
+    def _cursor(self, conn: Connection, sql: str, values: Any) -> Any:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            if compiled.positions is None:
-                cursor.execute(compiled.sql, values)
-            else:
-                cursor.execute(compiled.sql, tuple(values[name] for name in compiled.positions))
+            cursor.execute(sql, values)
         except BaseException:
             cursor.close()
             raise
         return cursor
 
-    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run once per row (each row with the same keys), with the driver's ``executemany``."""
-        if not rows:
-            return
-        key = (conn.dialect, frozenset(rows[0]))
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compiled[key] = self._compile(*key)
-        processors = compiled.processors
-        values: list[Any] = []
-        for row in rows:
-            if processors:
-                row = dict(row)
-                for name, processor in processors:
-                    if name in row:
-                        row[name] = processor(row[name])
-            if compiled.positions is None:
-                values.append(row)
-            else:
-                values.append(tuple(row[name] for name in compiled.positions))
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Every row, as a named tuple of the selected columns (plain tuples for RETURNING)."""
+        prepared = self._prepare(conn, params)
+        if prepared is None:
+            return list(conn.execute(self.statement, params).all())
+        compiled, sql, values = prepared
+        cursor = self._cursor(conn, sql, values)
         try:
-            cursor.executemany(compiled.sql, values)
+            fetched = cursor.fetchall()
+            if compiled.results is None:
+                compiled.results = self._result_processors(conn.dialect, cursor.description)
         finally:
             cursor.close()
+        make = compiled.row_type
+        results = compiled.results
+        if not results:
+            return fetched if make is tuple else [make._make(r) for r in fetched]
+        return [
+            make._make(v if p is None else p(v) for p, v in zip(results, r, strict=True))
+            for r in fetched
+        ]
 
-    def rows(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[tuple[Any, ...]]:
-        cursor = self.execute(conn, params)
-        try:
-            return cursor.fetchall()  # type: ignore[no-any-return]
-        finally:
-            cursor.close()
+    def _result_processors(
+        self, dialect: Dialect, description: Sequence[Any] | None
+    ) -> tuple[Processor | None, ...]:
+        selected = getattr(self.statement, "selected_columns", None)
+        if selected is None or description is None:
+            return ()
+        found = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, d[1])
+            for c, d in zip(selected, description, strict=True)
+        )
+        return found if any(p is not None for p in found) else ()
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        cursor = self.execute(conn, params)
-        try:
-            row = cursor.fetchone()
-            return None if row is None else row[0]
-        finally:
-            cursor.close()
+        """The first column of the first row, or None."""
+        rows = self.rows(conn, params)
+        return rows[0][0] if rows else None
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
-        cursor = self.execute(conn, params)
+        """Run a statement that returns no rows; the number of rows it changed."""
+        prepared = self._prepare(conn, params)
+        if prepared is None:
+            return int(conn.execute(self.statement, params).rowcount)
+        _, sql, values = prepared
+        cursor = self._cursor(conn, sql, values)
         try:
             return int(cursor.rowcount)
         finally:
             cursor.close()
+
+    def executemany(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per row (each row with the same keys, no expanding lists), with the driver's
+        ``executemany``."""
+        if not rows:
+            return
+        prepared = [self._prepare(conn, row) for row in rows]
+        compiled = prepared[0][0] if prepared[0] is not None else None
+        if compiled is None or compiled.expanding:
+            raise ValueError("a RawStatement runs executemany only without expanding parameters")
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(compiled.sql, [p[2] for p in prepared])  # type: ignore[index]
+        finally:
+            cursor.close()
+
+
+def _row_type(names: list[str]) -> Any:
+    """A named tuple class for rows of these columns (names that are not identifiers are renamed)."""
+    return namedtuple("Row", names, rename=True)
+
+
+def _expand(
+    compiled: _Compiled, lengths: tuple[int, ...]
+) -> tuple[str, tuple[tuple[str, int], ...] | None]:
+    sql = compiled.sql
+    sizes = dict(zip(compiled.expanding, lengths, strict=True))
+    for name, n in sizes.items():
+        if compiled.positions is None:
+            marks = ", ".join(f"%({name}_{i + 1})s" for i in range(n))
+        else:
+            marks = ", ".join("?" * n)
+        sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks)
+    if compiled.positions is None:
+        return sql, None
+    positions: list[tuple[str, int]] = []
+    for name in compiled.positions:
+        if name in sizes:
+            positions.extend((name, i) for i in range(sizes[name]))
+        else:
+            positions.append((name, -1))
+    return sql, tuple(positions)

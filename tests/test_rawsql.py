@@ -3,6 +3,8 @@ SQLAlchemy, inside the session's transaction, on both databases; statements it c
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlalchemy import bindparam, select
 
@@ -36,11 +38,31 @@ def test_reads_and_writes_inside_the_session_transaction(database: Database) -> 
         assert _BY_USER.scalar(session.connection(), {"u": -1}) is None
 
 
-def test_statements_it_cannot_run_are_refused(database: Database) -> None:
-    expanding = RawStatement(
-        select(ACCOUNTS.c.id).where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+def test_lists_and_column_types_read_as_sqlalchemy_reads_them(database: Database) -> None:
+    """Expanding IN-lists of every length (an empty one included) and typed columns (a datetime) give
+    what Connection.execute gives."""
+    ids = [make_user(database, f"u{i}") for i in range(4)]
+    listed = (
+        select(ACCOUNTS.c.user_id, ACCOUNTS.c.created_at)
+        .where(ACCOUNTS.c.user_id.in_(bindparam("ids", expanding=True)), ACCOUNTS.c.kind == "user")
+        .order_by(ACCOUNTS.c.user_id)
     )
-    with database.read() as session, pytest.raises(ValueError, match="expanding"):
-        expanding.rows(session.connection(), {"ids": [1, 2]})
+    raw = RawStatement(listed)
+    with database.read() as session:
+        conn = session.connection()
+        for chosen in ([], ids[:1], ids[1:3], ids, ids[::-1]):
+            got = raw.rows(conn, {"ids": chosen})
+            assert got == [tuple(r) for r in conn.execute(listed, {"ids": chosen})]
+            assert all(isinstance(r.created_at, datetime) for r in got)
+        assert [r.user_id for r in raw.rows(conn, {"ids": ids})] == sorted(ids)
+
+
+def test_statements_it_cannot_run_are_refused(database: Database) -> None:
     with database.read() as session, pytest.raises(ValueError, match="'u' is not"):
         _BY_USER.rows(session.connection(), {"user": 1})
+    with database.write() as session, pytest.raises(ValueError, match="executemany"):
+        RawStatement(
+            ACCOUNTS.update()
+            .where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
+            .values(balance_micro=0)
+        ).executemany(session.connection(), [{"ids": [1]}])

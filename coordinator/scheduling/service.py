@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, bindparam, insert, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
 
 from coordinator.accounts.tokens import Principal
@@ -71,6 +71,7 @@ from coordinator.jobs.spec import JobSpec
 from coordinator.ledger import service as ledger
 from coordinator.metrics import Metrics
 from coordinator.nodes.models import Node
+from coordinator.rawsql import RawStatement
 from coordinator.rewards import pricing
 from coordinator.scheduling import core
 from coordinator.scheduling.liveness import LivenessStore
@@ -215,19 +216,21 @@ _LEASE_COLUMNS = (
     LEASES.c.usage,
     LEASES.c.reason,
 )
-_LOCK_LEASES = (
+_LOCK_LEASES = RawStatement(
     sa_select(*_LEASE_COLUMNS)
     .where(LEASES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(LEASES.c.id)
     .with_for_update()
 )
 # Earlier reported replicas of the batch's tasks (the batch's own leases are already in hand).
-_REPORTED_OF = sa_select(*_LEASE_COLUMNS).where(
-    LEASES.c.task_id.in_(bindparam("tasks", expanding=True)),
-    LEASES.c.state == bindparam("state"),
-    LEASES.c.id.not_in(bindparam("ids", expanding=True)),
+_REPORTED_OF = RawStatement(
+    sa_select(*_LEASE_COLUMNS).where(
+        LEASES.c.task_id.in_(bindparam("tasks", expanding=True)),
+        LEASES.c.state == bindparam("state"),
+        LEASES.c.id.not_in(bindparam("ids", expanding=True)),
+    )
 )
-_LOCK_TASKS = (
+_LOCK_TASKS = RawStatement(
     sa_select(
         TASKS.c.id,
         TASKS.c.job_id,
@@ -242,7 +245,7 @@ _LOCK_TASKS = (
     .order_by(TASKS.c.id)
     .with_for_update()
 )
-_LOCK_NODES = (
+_LOCK_NODES = RawStatement(
     sa_select(
         NODES.c.id,
         NODES.c.owner_id,
@@ -257,23 +260,25 @@ _LOCK_NODES = (
     .order_by(NODES.c.id)
     .with_for_update(key_share=True)
 )
-_BLOB_SIZES = sa_select(BLOBS.c.sha256, BLOBS.c.size).where(
-    BLOBS.c.sha256.in_(bindparam("shas", expanding=True))
+_BLOB_SIZES = RawStatement(
+    sa_select(BLOBS.c.sha256, BLOBS.c.size).where(
+        BLOBS.c.sha256.in_(bindparam("shas", expanding=True))
+    )
 )
 
 # The grant path: a poll's leases, and their tasks and jobs marked running.
-_INSERT_LEASE = insert(LEASES)
-_TASKS_RUNNING = (
+_INSERT_LEASE = RawStatement(insert(LEASES))
+_TASKS_RUNNING = RawStatement(
     update(TASKS)
     .where(TASKS.c.id.in_(bindparam("ids", expanding=True)), TASKS.c.state == TASK_QUEUED)
     .values(state=TASK_RUNNING)
 )
-_TASKS_RAISED = (
+_TASKS_RAISED = RawStatement(
     update(TASKS)
     .where(TASKS.c.id.in_(bindparam("ids", expanding=True)))
     .values(quorum=2, replicas_needed=TASKS.c.replicas_needed + 1)
 )
-_JOBS_RUNNING = (
+_JOBS_RUNNING = RawStatement(
     update(JOBS)
     .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.state == JOB_QUEUED)
     .values(state=JOB_RUNNING)
@@ -281,9 +286,9 @@ _JOBS_RUNNING = (
 
 
 @functools.cache
-def _update_by_id(table: Table, columns: tuple[str, ...]) -> Update:
+def _update_by_id(table: Table, columns: tuple[str, ...]) -> RawStatement:
     """``UPDATE table SET columns... WHERE id = :b_id``, for an executemany over rows with these columns."""
-    return (
+    return RawStatement(
         update(table)
         .where(table.c.id == bindparam("b_id"))
         .values({name: bindparam(f"b_{name}") for name in columns})
@@ -353,13 +358,24 @@ class _NodeRow:
         )
 
 
+PRICE_TABLES_KEPT = 10_000
+"""Parsed job price tables the dispatcher keeps (a job's prices never change after submission)."""
+
+
 class _Batch:
     """What one report transaction has loaded, and the row changes it will write in one go at the end."""
 
-    def __init__(self, session: Session, conn: Connection, now: datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        conn: Connection,
+        now: datetime,
+        price_tables: dict[str, pricing.PriceTable],
+    ) -> None:
         self.session = session
         self.conn = conn
         self.now = now
+        self._prices = price_tables
         self.tasks: dict[str, _TaskRow] = {}
         self.jobs: dict[str, Job] = {}
         self.finishing: dict[str, Job] = {}  # jobs that closed a task: maybe done now
@@ -367,11 +383,13 @@ class _Batch:
         self._leases: dict[str, dict[str, Any]] = {}
         self._tasks: dict[str, dict[str, Any]] = {}
         self._nodes: dict[str, dict[str, Any]] = {}
-        self._prices: dict[str, pricing.PriceTable] = {}
 
     def prices(self, job: Job) -> pricing.PriceTable:
+        """The job's price table (fixed at submission, so kept across batches)."""
         table = self._prices.get(job.id)
         if table is None:
+            if len(self._prices) >= PRICE_TABLES_KEPT:
+                self._prices.clear()
             table = self._prices[job.id] = pricing.PriceTable.from_dict(job.prices)
         return table
 
@@ -409,7 +427,7 @@ class _Batch:
                 row["b_id"] = row_id
                 groups.setdefault(columns, []).append(row)
             for columns, rows in groups.items():
-                self.conn.execute(_update_by_id(table, columns), rows)
+                _update_by_id(table, columns).executemany(self.conn, rows)
             changes.clear()
 
 
@@ -442,6 +460,7 @@ class Dispatcher:
         self.liveness = liveness
         self.wake = wake
         self.prices = prices
+        self._price_tables: dict[str, pricing.PriceTable] = {}
         self.heartbeat_interval_s = heartbeat_interval_s
         self.node_ttl = timedelta(seconds=node_ttl_s)
         self.max_poll_wait_s = max_poll_wait_s
@@ -934,12 +953,12 @@ class Dispatcher:
 
         def work(session: Session) -> None:
             conn = session.connection()
-            conn.execute(_INSERT_LEASE, rows)
-            conn.execute(_TASKS_RUNNING, {"ids": task_ids})
+            _INSERT_LEASE.executemany(conn, rows)
+            _TASKS_RUNNING.rowcount(conn, {"ids": task_ids})
             if raised:  # adaptive replication added a cross-check replica
-                conn.execute(_TASKS_RAISED, {"ids": raised})
+                _TASKS_RAISED.rowcount(conn, {"ids": raised})
             if job_ids:
-                conn.execute(_JOBS_RUNNING, {"ids": job_ids})
+                _JOBS_RUNNING.rowcount(conn, {"ids": job_ids})
 
         self._write(work)
         self._running_jobs.update(job_ids)
@@ -1102,11 +1121,9 @@ class Dispatcher:
         effects = _Effects()
         outcomes: list[Outcome] = []
         now = self.clock()
-        batch = _Batch(session, session.connection(), now)
+        batch = _Batch(session, session.connection(), now, self._price_tables)
         ids = sorted({r.lease_id for r in results if r.lease_id})
-        leases = {
-            row.id: _LeaseRow.of(row) for row in batch.conn.execute(_LOCK_LEASES, {"ids": ids})
-        }
+        leases = {row.id: _LeaseRow.of(row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
         for result in results:  # all-or-nothing ownership check before anything is written
             lease = leases.get(result.lease_id)
             if lease is None or lease.node_id != node.id:
@@ -1115,21 +1132,27 @@ class Dispatcher:
                 )
         batch.tasks = {
             row.id: _TaskRow.of(row)
-            for row in batch.conn.execute(
-                _LOCK_TASKS, {"ids": sorted({x.task_id for x in leases.values()})}
+            for row in _LOCK_TASKS.rows(
+                batch.conn, {"ids": sorted({x.task_id for x in leases.values()})}
             )
         }
         job_ids = sorted({x.job_id for x in leases.values()})
         batch.jobs = {
             j.id: j
             for j in session.exec(
-                select(Job).where(col(Job.id).in_(job_ids)).order_by(col(Job.id)).with_for_update()
+                select(Job)
+                .where(col(Job.id).in_(job_ids))
+                .order_by(col(Job.id))
+                .with_for_update()
+                # The JSON columns are kept parsed in memory (the dispatcher's jobs, the price tables);
+                # loading them again for every report costs more than the rest of the row.
+                .options(defer(Job.spec), defer(Job.prices))  # type: ignore[arg-type]
             )
         }
         shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
         blob_sizes = {
             str(sha): int(size)
-            for sha, size in batch.conn.execute(_BLOB_SIZES, {"shas": sorted(shas)})
+            for sha, size in _BLOB_SIZES.rows(batch.conn, {"shas": sorted(shas)})
         }
         touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
         for result in results:
@@ -1275,8 +1298,8 @@ class Dispatcher:
         for x in leases.values():
             if x.state == LEASE_REPORTED and x.task_id in reported:
                 reported[x.task_id].append(x)
-        for row in batch.conn.execute(
-            _REPORTED_OF, {"tasks": touched, "state": LEASE_REPORTED, "ids": sorted(leases)}
+        for row in _REPORTED_OF.rows(
+            batch.conn, {"tasks": touched, "state": LEASE_REPORTED, "ids": sorted(leases)}
         ):
             reported[row.task_id].append(_LeaseRow.of(row))
         accepted: list[tuple[_TaskRow, verification.Accept, list[_LeaseRow]]] = []
@@ -1318,7 +1341,7 @@ class Dispatcher:
         # (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
         node_ids = sorted({x.node_id for _, _, replicas in accepted for x in replicas})
         nodes = {
-            row.id: _NodeRow.of(row) for row in batch.conn.execute(_LOCK_NODES, {"ids": node_ids})
+            row.id: _NodeRow.of(row) for row in _LOCK_NODES.rows(batch.conn, {"ids": node_ids})
         }
         payments: list[ledger.PostingRequest] = []
         for task, verdict, replicas in accepted:
