@@ -279,7 +279,7 @@ def _set_balances(n: int) -> RawStatement:
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serializes balance writers just the same but does not block
 # other tables' foreign-key checks on these rows (which take KEY SHARE). SQLite ignores the clause.
-_LOCK_ACCOUNTS = (
+_LOCK_ACCOUNTS = RawStatement(
     select(ACCOUNTS.c.id, ACCOUNTS.c.kind, ACCOUNTS.c.balance_micro)
     .where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(ACCOUNTS.c.id)
@@ -560,7 +560,7 @@ def _write(
 
 
 def _lock(conn: Connection, account_ids: Iterable[int]) -> dict[int, tuple[str, int]]:
-    rows = conn.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))}).all()
+    rows = _LOCK_ACCOUNTS.rows(conn, {"ids": sorted(set(account_ids))})
     return {int(r.id): (str(r.kind), int(r.balance_micro)) for r in rows}
 
 
@@ -628,16 +628,37 @@ class PostingRequest:
     idempotency_key: str | None = None
 
 
-_FIND_KEYS = select(TRANSACTIONS.c.idempotency_key).where(
-    TRANSACTIONS.c.idempotency_scope == bindparam("scope"),
-    TRANSACTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+_FIND_KEYS = RawStatement(
+    select(TRANSACTIONS.c.idempotency_key).where(
+        TRANSACTIONS.c.idempotency_scope == bindparam("scope"),
+        TRANSACTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+    )
 )
-_INSERT_TXS = insert(TRANSACTIONS).returning(TRANSACTIONS.c.id, sort_by_parameter_order=True)
-_SET_BALANCE = (
+_INSERT_ENTRY = RawStatement(insert(ENTRIES))
+_SET_BALANCE = RawStatement(
     update(ACCOUNTS)
     .where(ACCOUNTS.c.id == bindparam("b_id"))
     .values(balance_micro=bindparam("b_balance"))
 )
+
+
+class IdempotencyRace(RuntimeError):
+    """A batch met a key that a concurrent transaction committed after the batch looked: it rolls back
+    (its group commit then runs each transfer alone, which replays the key)."""
+
+
+def _insert_transactions(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+    """Insert transaction rows (one short statement each: SQLite cannot promise the order of a multi-row
+    RETURNING); their ids, in order. A key that a concurrent request committed since the caller looked
+    raises :class:`IdempotencyRace`, which rolls the caller's transaction back."""
+    insert_tx = _INSERT_TX[_dialect(conn)]
+    ids: list[int] = []
+    for row in rows:
+        tx_id = insert_tx.scalar(conn, row)
+        if tx_id is None:
+            raise IdempotencyRace("an idempotency key was used concurrently; run one by one")
+        ids.append(int(tx_id))
+    return ids
 
 
 def post_many(
@@ -658,7 +679,7 @@ def post_many(
 
     All or nothing: any refusal (bad entries, missing account, insufficient funds, a key named twice in
     the batch) raises before anything is written. Unlike :func:`post`, a transaction with a key that a
-    concurrent request inserts at the same moment fails the batch with an integrity error instead of
+    concurrent request inserts at the same moment fails the batch (``IdempotencyRace``) instead of
     replaying it, so callers must already serialize the work a key stands for (the dispatcher holds the
     task's row lock)."""
     kind = check_kind(kind)
@@ -680,7 +701,7 @@ def post_many(
     if missing:
         raise NotFound(f"Ledger account(s) {missing} do not exist.")
     used = (
-        {str(k) for k in conn.execute(_FIND_KEYS, {"scope": scope, "keys": keys}).scalars()}
+        {str(k) for (k,) in _FIND_KEYS.rows(conn, {"scope": scope, "keys": keys})}
         if keys
         else set()
     )
@@ -715,9 +736,7 @@ def post_many(
         )
     if not tx_rows:
         return [r for r in results if r is not None]
-    tx_ids = [int(i) for i in conn.execute(_INSERT_TXS, tx_rows).scalars().all()]
-    if len(tx_ids) != len(tx_rows):  # pragma: no cover - only a driver bug gets here
-        raise RuntimeError(f"ledger: inserted {len(tx_ids)} transactions of {len(tx_rows)}")
+    tx_ids = _insert_transactions(conn, tx_rows)
     entry_rows: list[dict[str, object]] = []
     written = iter(zip(tx_ids, afters, strict=True))
     postings: list[Posting] = []
@@ -744,11 +763,11 @@ def post_many(
                 replayed=False,
             )
         )
-    conn.execute(insert(ENTRIES), entry_rows)
+    _INSERT_ENTRY.executemany(conn, entry_rows)
     changed = {acc: after for acc, after in running.items() if after != balances[acc][1]}
     if changed:
-        conn.execute(
-            _SET_BALANCE, [{"b_id": acc, "b_balance": after} for acc, after in changed.items()]
+        _SET_BALANCE.executemany(
+            conn, [{"b_id": acc, "b_balance": after} for acc, after in changed.items()]
         )
     posted = conn.info.get(POSTED_KINDS)
     if posted is not None:
@@ -925,11 +944,6 @@ def _short_of_funds(sender_acc: int, balance: int, amount: int) -> InsufficientF
     )
 
 
-class IdempotencyRace(RuntimeError):
-    """A batch met a key that a concurrent transaction committed after the batch looked: it rolls back
-    (its group commit then runs each transfer alone, which replays the key)."""
-
-
 @dataclass(frozen=True, slots=True)
 class TransferRequest:
     """One transfer for :func:`transfer_many`, as :func:`transfer` takes it."""
@@ -982,10 +996,6 @@ def _used_keys(n: int) -> RawStatement:
 
 def _numbered(prefix: str, values: Sequence[object]) -> dict[str, object]:
     return {f"{prefix}{i}": value for i, value in enumerate(values)}
-
-
-_INSERT_ENTRY = RawStatement(insert(ENTRIES))
-_SET_BALANCE_RAW = RawStatement(_SET_BALANCE)
 
 
 def transfer_many(
@@ -1123,17 +1133,12 @@ class _TransferBatch:
         """Write the queued transactions and set their outcomes."""
         if not self.tx_rows:
             return
-        insert_tx = _INSERT_TX[_dialect(self.conn)]
-        tx_ids: list[int] = []
+        tx_ids = _insert_transactions(self.conn, self.tx_rows)
         entry_rows: list[dict[str, object]] = []
         balances: dict[int, int] = {}
-        for row, (sender_acc, recipient_acc, amount, s_after, r_after) in zip(
-            self.tx_rows, self.moves, strict=True
+        for tx_id, (sender_acc, recipient_acc, amount, s_after, r_after) in zip(
+            tx_ids, self.moves, strict=True
         ):
-            tx_id = insert_tx.scalar(self.conn, row)
-            if tx_id is None:  # a concurrent request with this key committed since we looked
-                raise IdempotencyRace("an idempotency key was used concurrently; run one by one")
-            tx_ids.append(int(tx_id))
             for acc, moved, after in (
                 (sender_acc, -amount, s_after),
                 (recipient_acc, amount, r_after),
@@ -1149,7 +1154,7 @@ class _TransferBatch:
                 )
                 balances[acc] = after
         _INSERT_ENTRY.executemany(self.conn, entry_rows)
-        _SET_BALANCE_RAW.executemany(
+        _SET_BALANCE.executemany(
             self.conn, [{"b_id": acc, "b_balance": after} for acc, after in balances.items()]
         )
         posted = self.conn.info.get(POSTED_KINDS)
