@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
+from sqlalchemy import bindparam as sa_bindparam
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, col, select
 
 from coordinator.accounts.models import User
@@ -23,6 +26,7 @@ from coordinator.clock import Clock
 from coordinator.db import Database
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from coordinator.nodes.models import Node
+from coordinator.rawsql import RawStatement
 
 ONLINE_TTL_S = 60
 """Seconds after the last report or heartbeat during which a node counts as online."""
@@ -46,6 +50,15 @@ UNKNOWN_CREDENTIAL = (
 NOT_A_NODE_CREDENTIAL = (
     "This call needs the node credential that RegisterWorkerNode returned "
     "(authorization: Bearer hmn_...), not a user access token."
+)
+
+_NODES: Table = Node.__table__  # type: ignore[attr-defined]
+_USERS: Table = User.__table__  # type: ignore[attr-defined]
+_NODE_COLUMNS = tuple(c.key for c in _NODES.columns)
+_NODE_BY_CREDENTIAL = RawStatement(
+    sa_select(*_NODES.columns, _USERS.c.disabled)
+    .join(_USERS, _USERS.c.id == _NODES.c.owner_id)
+    .where(_NODES.c.credential_hash == sa_bindparam("credential_hash"))
 )
 
 
@@ -248,14 +261,16 @@ class NodeRegistry:
         if len(credential) > MAX_CREDENTIAL:
             raise Unauthenticated(UNKNOWN_CREDENTIAL)
         with self.db.read() as session:
-            row = session.exec(
-                select(Node, User.disabled)
-                .join(User, col(User.id) == col(Node.owner_id))
-                .where(Node.credential_hash == hash_secret(credential))
-            ).first()
-        if row is None:
+            rows = _NODE_BY_CREDENTIAL.rows(
+                session.connection(), {"credential_hash": hash_secret(credential)}
+            )
+        if not rows:
             raise Unauthenticated(UNKNOWN_CREDENTIAL)
-        node, owner_disabled = row
+        *columns, owner_disabled = rows[0]
+        # Every worker call is authenticated (cached for seconds per credential), so this is one plain
+        # row read; the Node is built from it and marked persistent-but-detached, as a loaded one is.
+        node = Node(**dict(zip(_NODE_COLUMNS, columns, strict=True)))
+        make_transient_to_detached(node)
         if node.credential_revoked_at is not None:
             raise Unauthenticated(REVOKED)
         if owner_disabled:

@@ -358,6 +358,7 @@ class _NodeRow:
         )
 
 
+_JOB_ROW_ONLY = (defer(Job.spec), defer(Job.prices))  # type: ignore[arg-type]
 PRICE_TABLES_KEPT = 10_000
 """Parsed job price tables the dispatcher keeps (a job's prices never change after submission)."""
 
@@ -868,7 +869,7 @@ class Dispatcher:
                     queued_at = self._queued_at.pop(grant.task_id, None)
                     if queued_at is not None:
                         self.metrics.submit_to_lease.observe((now - queued_at).total_seconds())
-                persist = asyncio.ensure_future(self._db(self._persist_grants, node, grants, now))
+                persist = asyncio.ensure_future(self._persist_grants(node, grants, now))
                 try:
                     await asyncio.shield(persist)
                 except BaseException:
@@ -925,7 +926,7 @@ class Dispatcher:
                 )
             )
 
-    def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
+    async def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
         """Write a poll's leases, and mark their tasks (and jobs) running: three or four statements. On
         SQLite concurrent polls share one transaction (group commit); the core already decided them."""
         task_ids = [g.task_id for g in grants]
@@ -960,13 +961,19 @@ class Dispatcher:
             if job_ids:
                 _JOBS_RUNNING.rowcount(conn, {"ids": job_ids})
 
-        self._write(work)
+        await self._write(work)
         self._running_jobs.update(job_ids)
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """A write transaction; on SQLite (one writer at a time) shared with concurrent callers."""
+    async def _write(self, work: Callable[[Session], T]) -> T:
+        """A write transaction in the DB threads. On SQLite (one writer at a time) it is shared with the
+        loop's concurrent writes of the grant and report paths: one thread hand-off and one commit per
+        group (``Database.write_grouped_async``); ``work`` refuses (PermissionDenied) only before it
+        writes. On PostgreSQL each runs in its own transaction, concurrently."""
         if self.db.is_sqlite:
-            return self.db.write_grouped(work, refusals=PermissionDenied)
+            return await self.db.write_grouped_async(work, self.executor, refusals=PermissionDenied)
+        return await self._db(self._write_alone, work)
+
+    def _write_alone(self, work: Callable[[Session], T]) -> T:
         with self.db.write() as session:
             return work(session)
 
@@ -1099,12 +1106,15 @@ class Dispatcher:
 
     # -- results ---------------------------------------------------------------------------------------
     async def report(self, node: Node, results: Sequence[ReportedResult]) -> list[Outcome]:
-        outcomes, effects = await self._db(self._record_results, node, list(results))
+        batch = list(results)
+        outcomes, effects = await self._write(
+            lambda session: self._record_results_in(session, node, batch)
+        )
         await self._apply(effects)
         return outcomes
 
-    def _record_results(
-        self, node: Node, results: list[ReportedResult]
+    def _record_results_in(
+        self, session: Session, node: Node, results: list[ReportedResult]
     ) -> tuple[list[Outcome], _Effects]:
         """One write transaction for a batch, in a fixed number of statements whatever its size.
 
@@ -1113,11 +1123,6 @@ class Dispatcher:
         ORM objects (a job array is one row). Every verified task's payment is its own ledger transaction
         with its own idempotency key, and all of them are posted together (``ledger.post_many``). A
         refused batch raises before anything is written; a crash anywhere rolls the whole batch back."""
-        return self._write(lambda session: self._record_results_in(session, node, results))
-
-    def _record_results_in(
-        self, session: Session, node: Node, results: list[ReportedResult]
-    ) -> tuple[list[Outcome], _Effects]:
         effects = _Effects()
         outcomes: list[Outcome] = []
         now = self.clock()
@@ -1137,18 +1142,7 @@ class Dispatcher:
             )
         }
         job_ids = sorted({x.job_id for x in leases.values()})
-        batch.jobs = {
-            j.id: j
-            for j in session.exec(
-                select(Job)
-                .where(col(Job.id).in_(job_ids))
-                .order_by(col(Job.id))
-                .with_for_update()
-                # The JSON columns are kept parsed in memory (the dispatcher's jobs, the price tables);
-                # loading them again for every report costs more than the rest of the row.
-                .options(defer(Job.spec), defer(Job.prices))  # type: ignore[arg-type]
-            )
-        }
+        batch.jobs = self._lock_jobs(session, job_ids)
         shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
         blob_sizes = {
             str(sha): int(size)
@@ -1170,6 +1164,26 @@ class Dispatcher:
         if batch.unverifiable:
             self._fail_tasks(session, batch.unverifiable, effects, now)
         return outcomes, effects
+
+    def _lock_jobs(self, session: Session, job_ids: list[str]) -> dict[str, Job]:
+        """The batch's jobs as ORM objects, locked. The JSON columns are not loaded: they are kept parsed in
+        memory (the dispatcher's jobs, the price tables), and reading them again for every report costs
+        more than the rest of the row. On SQLite the whole database is locked already, and the reports of
+        one group commit share a session: a job another report of the group loaded is taken from the
+        session, not read again."""
+        if self.db.is_sqlite:
+            found = {j: session.get(Job, j, options=_JOB_ROW_ONLY) for j in job_ids}
+            return {j: job for j, job in found.items() if job is not None}
+        return {
+            j.id: j
+            for j in session.exec(
+                select(Job)
+                .where(col(Job.id).in_(job_ids))
+                .order_by(col(Job.id))
+                .with_for_update()
+                .options(*_JOB_ROW_ONLY)
+            )
+        }
 
     def _record_one(
         self,
