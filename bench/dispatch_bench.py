@@ -229,7 +229,11 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                 jobs_pb2.ListJobsRequest(page_size=100, page_token=token), metadata=submitter_md
             )
             for status in page.jobs:
-                if status.job_id in pending and status.state in ("completed", "failed", "cancelled"):
+                if status.job_id in pending and status.state in (
+                    "completed",
+                    "failed",
+                    "cancelled",
+                ):
                     pending.discard(status.job_id)
                     failed += status.state != "completed"
             token = page.next_page_token

@@ -322,7 +322,9 @@ def main() -> int:
         unknown = set(cases) - {"hot", "spread"}
         if unknown:
             raise SystemExit(f"unknown case(s) {sorted(unknown)}: choose from hot, spread")
-        chosen = [(n, f) for n, f in (("hot account", hot), ("spread", spread)) if n.split()[0] in cases]
+        chosen = [
+            (n, f) for n, f in (("hot account", hot), ("spread", spread)) if n.split()[0] in cases
+        ]
         for case, pick in chosen:
             for clients in (int(c) for c in args.clients.split(",")):
                 cpu_before = process_cpu_s(proc.pid)

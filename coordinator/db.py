@@ -6,7 +6,9 @@ deadlock-prone read-to-write upgrade, and the in-process lock avoids SQLite's sl
 PostgreSQL writes run concurrently and domain code serializes hot rows with ``SELECT ... FOR UPDATE``.
 
 Small, frequent writes (transfers) go through :meth:`Database.write_grouped`: concurrent callers share one
-transaction and one commit (group commit), which is what a disk sync per commit costs the most.
+transaction and one commit (group commit), which is what a disk sync per commit costs the most. Callers on
+the event loop use :meth:`Database.write_grouped_async`, which groups them on the loop and hands each group
+to a DB thread at once (one thread hand-off per group), optionally as one ``batch`` call.
 """
 
 from __future__ import annotations

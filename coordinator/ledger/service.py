@@ -13,9 +13,11 @@ deadlock), then checks balances and writes. Idempotency keys are unique per (sco
 insert uses ``ON CONFLICT DO NOTHING``, so a replay - even one racing the first request on PostgreSQL -
 is detected without an error and answered with the first result.
 
-Speed. The hot paths run SQLAlchemy Core statements built once at import (statements, not engines: they
-hold no connection) on the session's connection: no ORM objects, no flush. A transfer is four
-statements: lock both wallets, insert the transaction, insert its entries, update the balances.
+Speed. The hot paths run Core statements built once at import (statements, not engines: they hold no
+connection), most of them as ``RawStatement`` (coordinator/rawsql.py: compiled once, run on the session's
+driver connection): no ORM objects, no flush. A transfer is four statements: lock both wallets, insert the
+transaction, insert its entries, update the balances. ``transfer_many`` and ``post_many`` do a batch in a
+fixed number of statements plus one short insert per transaction.
 """
 
 from __future__ import annotations
