@@ -278,7 +278,17 @@ class _LoopGroupCommit:
         if not group:
             return
         self._running = True
-        running = self._loop.run_in_executor(executor, _run_group, self._db, [g for g, _ in group])
+        try:
+            running = self._loop.run_in_executor(
+                executor, _run_group, self._db, [g for g, _ in group]
+            )
+        except BaseException as exc:  # the executor is shut down: nobody may wait for this group
+            self._running = False
+            waiting, self._pending = [*group, *self._pending], []
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            return
         running.add_done_callback(lambda done: self._finish(group, done, executor))
 
     def _finish(

@@ -66,6 +66,13 @@ class RawStatement:
             raise ValueError("a RawStatement cannot have literal-execute parameters")
         if dialect.paramstyle not in ("qmark", "pyformat"):
             raise ValueError(f"a RawStatement does not know the {dialect.paramstyle!r} paramstyle")
+        defaulted = [
+            c.key
+            for c in (*compiled.insert_prefetch, *compiled.update_prefetch)
+            if c.key not in keys
+        ]
+        if defaulted:  # a column default or onupdate SQLAlchemy would compute at execution
+            raise ValueError(f"a RawStatement needs every parameter given; {defaulted} are not")
         expanding = tuple(compiled.bind_names[b] for b in compiled.post_compile_params)
         processors: dict[str, Processor] = {}
         constants: dict[str, Any] = {}
@@ -197,6 +204,8 @@ class RawStatement:
         compiled = prepared[0][0] if prepared[0] is not None else None
         if compiled is None or compiled.expanding:
             raise ValueError("a RawStatement runs executemany only without expanding parameters")
+        if any(p is None or p[0] is not compiled for p in prepared):
+            raise ValueError("every row of a RawStatement executemany needs the same keys")
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(compiled.sql, [p[2] for p in prepared])  # type: ignore[index]

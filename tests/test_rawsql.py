@@ -66,3 +66,25 @@ def test_statements_it_cannot_run_are_refused(database: Database) -> None:
             .where(ACCOUNTS.c.id.in_(bindparam("ids", expanding=True)))
             .values(balance_micro=0)
         ).executemany(session.connection(), [{"ids": [1]}])
+
+
+def test_defaults_it_would_skip_and_rows_of_other_shapes_are_refused(database: Database) -> None:
+    """SQLAlchemy computes column defaults at execution; a RawStatement cannot, so it refuses a statement
+    that leaves such a column out instead of writing NULL. An executemany's rows must share their keys."""
+    from coordinator.ledger.tables import TRANSACTIONS
+
+    with database.write() as session:
+        conn = session.connection()
+        with pytest.raises(ValueError, match="needs every parameter"):
+            RawStatement(TRANSACTIONS.insert()).rowcount(
+                conn,
+                {"kind": "grant", "created_at": utcnow()},  # memo has a default
+            )
+        with pytest.raises(ValueError, match="same keys"):
+            _SET.executemany(
+                conn,
+                [
+                    {"acc": 1, "bal": 1, "at": utcnow()},
+                    {"acc": 1, "bal": 1, "at": utcnow(), "extra": 2},
+                ],
+            )

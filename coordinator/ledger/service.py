@@ -301,7 +301,7 @@ _LOCK_TRANSFER_PARTIES = RawStatement(
     )
     .order_by(ACCOUNTS.c.id)
     .with_for_update(key_share=True)
-)  # rows: (account id, user id, balance), driver tuples
+)  # rows: (account id, user id, balance)
 _FIND_REPLAY = (
     select(
         TRANSACTIONS.c.id,
@@ -977,10 +977,15 @@ def transfer_request(session: Session, r: TransferRequest, *, now: datetime) -> 
 def _lock_batch_wallets(senders: int, recipients: int) -> RawStatement:
     return RawStatement(
         select(ACCOUNTS.c.id, ACCOUNTS.c.user_id, ACCOUNTS.c.balance_micro, USERS.c.username)
-        .join(USERS, USERS.c.id == ACCOUNTS.c.user_id)
+        .join(USERS, USERS.c.id == ACCOUNTS.c.user_id)  # only to read the username
         .where(
+            # Two IN-lists on indexed columns (an OR across the join would scan every account).
             ACCOUNTS.c.user_id.in_([bindparam(f"s{i}") for i in range(senders)])
-            | USERS.c.username.in_([bindparam(f"r{i}") for i in range(recipients)])
+            | ACCOUNTS.c.user_id.in_(
+                select(USERS.c.id).where(
+                    USERS.c.username.in_([bindparam(f"r{i}") for i in range(recipients)])
+                )
+            )
         )
         .order_by(ACCOUNTS.c.id)
         .with_for_update(key_share=True, of=ACCOUNTS)
@@ -988,10 +993,12 @@ def _lock_batch_wallets(senders: int, recipients: int) -> RawStatement:
 
 
 @functools.cache
-def _used_keys(n: int) -> RawStatement:
+def _used_keys(scopes: int, keys: int) -> RawStatement:
+    # Both columns of the unique (scope, key) index, so the lookup is an index search, not a scan.
     return RawStatement(
         select(TRANSACTIONS.c.idempotency_scope, TRANSACTIONS.c.idempotency_key).where(
-            TRANSACTIONS.c.idempotency_key.in_([bindparam(f"k{i}") for i in range(n)])
+            TRANSACTIONS.c.idempotency_scope.in_([bindparam(f"c{i}") for i in range(scopes)]),
+            TRANSACTIONS.c.idempotency_key.in_([bindparam(f"k{i}") for i in range(keys)]),
         )
     )
 
@@ -1017,7 +1024,8 @@ def transfer_many(
     checked: list[tuple[int, TransferRequest, int, str, str | None]] = []
     for i, r in enumerate(requests):
         try:
-            amount = check_amount(r.amount_micro)
+            amount = check_amount(r.amount_micro)  # checked in transfer()'s order
+            check_recipient(r.recipient_username)
             memo, key = check_memo(r.memo), check_idempotency_key(r.idempotency_key)
         except HiveMindError as exc:
             outcomes[i] = exc
@@ -1027,11 +1035,15 @@ def transfer_many(
     batch = _TransferBatch(conn, now, outcomes)
     if checked:
         batch.lock(checked)
-        keys = sorted({key for *_, key in checked if key is not None})
-        if keys:
+        keyed = [(f"user:{r.sender_user_id}", key) for _, r, *_, key in checked if key is not None]
+        if keyed:
+            scopes = sorted({scope for scope, _ in keyed})
+            keys = sorted({key for _, key in keyed})
             batch.used = {
                 (str(scope), str(key))
-                for scope, key in _used_keys(len(keys)).rows(conn, _numbered("k", keys))
+                for scope, key in _used_keys(len(scopes), len(keys)).rows(
+                    conn, _numbered("c", scopes) | _numbered("k", keys)
+                )
             }
     for n, (i, r, amount, memo, key) in enumerate(checked):
         try:

@@ -8,6 +8,7 @@ import asyncio
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlmodel import Session
 
 from coordinator.accounts.models import User
@@ -56,6 +57,7 @@ def _plan(seed: int) -> list[tuple[str, str, int, str | None, str]]:
     plan[29] = plan[30] = ("cat", "ben", CPT, f"again{seed}", "")  # the second replays the first
     plan[32] = ("dan", "cat", CPT, f"other{seed}", "")
     plan[33] = ("dan", "cat", 2 * CPT, f"other{seed}", "")  # the same key for another request
+    plan[35] = ("ann", "", CPT, None, "x" * 500)  # no recipient and a bad memo: which is said first
     return plan
 
 
@@ -82,7 +84,7 @@ def test_a_batch_gives_each_transfer_its_one_by_one_outcome(database: Database) 
     for seed in range(3):
         plan = _plan(seed)
         requests = [
-            ledger.TransferRequest(batched[s], f"b_{r}", amount, key, memo)
+            ledger.TransferRequest(batched[s], f"b_{r}" if r else "", amount, key, memo)
             for s, r, amount, key, memo in plan
         ]
         with database.write() as session:
@@ -95,7 +97,7 @@ def test_a_batch_gives_each_transfer_its_one_by_one_outcome(database: Database) 
                         ledger.transfer(
                             session,
                             single[s],
-                            f"s_{r}",
+                            f"s_{r}" if r else "",
                             amount,
                             idempotency_key=key,
                             memo=memo,
@@ -173,3 +175,16 @@ def test_a_failing_batch_hands_its_pieces_to_their_own_transactions(database: Da
     assert len(results) == 10 and all(r.amount_micro == CPT for r in results)
     assert balance(database, alice) == 90 * CPT and balance(database, bob) == 10 * CPT
     assert audit(database) == []
+
+
+def test_a_shut_down_executor_fails_the_callers_instead_of_hanging(database: Database) -> None:
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+
+    async def run() -> None:
+        await asyncio.wait_for(
+            database.write_grouped_async(lambda _s: None, executor, refusals=HiveMindError), 10
+        )
+
+    with pytest.raises(RuntimeError, match="shutdown"):
+        asyncio.run(run())
