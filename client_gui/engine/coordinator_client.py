@@ -362,7 +362,28 @@ def _report_to_pb(report: TaskReport) -> worker_pb2.TaskResult:
 # --- the client ---------------------------------------------------------------------------------
 
 
-class UserChannel:
+class _Channel:
+    """Owns one gRPC channel (``self._channel``); a context manager that closes it."""
+
+    _channel: grpc.Channel
+
+    def close(self) -> None:
+        """Close the channel; calls still in flight end with CANCELLED."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class UserChannel(_Channel):
     """One channel for calls made as a signed-in person: they send ``authorization: Bearer <token>``.
     The base of the submitter's and the account clients; a context manager that closes the channel."""
 
@@ -379,27 +400,13 @@ class UserChannel:
         self.call_timeout_s = call_timeout_s
         self._channel = open_channel(target, tls=tls)
 
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _metadata(self) -> tuple[tuple[str, str], ...]:
         if not self.token:
             raise NotAuthenticated("Sign in first: no access token was given.")
         return (("authorization", f"Bearer {self.token}"),)
 
 
-class CoordinatorClient:
+class CoordinatorClient(_Channel):
     """One channel to the coordinator. Thread-safe: the worker's threads share one instance.
 
     Node calls send ``authorization: Bearer <node credential>``; set it with :meth:`set_node_credential`
@@ -427,22 +434,7 @@ class CoordinatorClient:
         self._credential = node_credential
         self._polls: set[grpc.Future[worker_pb2.PollTasksResponse]] = set()
 
-    # -- lifecycle --
-
-    def close(self) -> None:
-        """Close the channel; calls still in flight end with CANCELLED."""
-        self._channel.close()
-
-    def __enter__(self) -> CoordinatorClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    # -- lifecycle (close, and use as a context manager: _Channel) --
 
     def set_node_credential(self, credential: str) -> None:
         with self._lock:

@@ -455,6 +455,21 @@ def _idempotency(
     return None if key is None else _Idempotency(scope, key, fingerprint(kind, entries, memo))
 
 
+def _transaction_row(
+    kind: str, initiator_user_id: int | None, idem: _Idempotency | None, memo: str, now: datetime
+) -> dict[str, object]:
+    """The parameters of one ledger transaction's insert."""
+    return {
+        "kind": kind,
+        "initiator_user_id": initiator_user_id,
+        "idempotency_scope": None if idem is None else idem.scope,
+        "idempotency_key": None if idem is None else idem.key,
+        "request_fingerprint": None if idem is None else idem.fingerprint,
+        "memo": memo,
+        "created_at": now,
+    }
+
+
 def _find_replay(conn: Connection, idem: _Idempotency) -> Posting | None:
     rows = conn.execute(_FIND_REPLAY, {"scope": idem.scope, "key": idem.key}).all()
     if not rows:
@@ -519,16 +534,7 @@ def _write(
             raise
         new_balances.append((acc, after))
     tx_id = _INSERT_TX[_dialect(conn)].scalar(
-        conn,
-        {
-            "kind": kind,
-            "initiator_user_id": initiator_user_id,
-            "idempotency_scope": None if idem is None else idem.scope,
-            "idempotency_key": None if idem is None else idem.key,
-            "request_fingerprint": None if idem is None else idem.fingerprint,
-            "memo": memo,
-            "created_at": now,
-        },
+        conn, _transaction_row(kind, initiator_user_id, idem, memo, now)
     )
     if tx_id is None:
         # ON CONFLICT DO NOTHING: this key was used before (or by a concurrent request that committed
@@ -725,17 +731,7 @@ def post_many(
             running[acc] = after
         results.append(None)
         afters.append(after_entries)
-        tx_rows.append(
-            {
-                "kind": kind,
-                "initiator_user_id": initiator_user_id,
-                "idempotency_scope": None if idem is None else idem.scope,
-                "idempotency_key": None if idem is None else idem.key,
-                "request_fingerprint": None if idem is None else idem.fingerprint,
-                "memo": memo,
-                "created_at": now,
-            }
-        )
+        tx_rows.append(_transaction_row(kind, initiator_user_id, idem, memo, now))
     if not tx_rows:
         return [r for r in results if r is not None]
     tx_ids = _insert_transactions(conn, tx_rows)
@@ -1129,17 +1125,7 @@ class _TransferBatch:
         idem = _idempotency(scope, key, KIND_TRANSFER, entries, memo)
         if idem is not None:
             self.used.add((scope, idem.key))  # a second use in this batch replays this one
-        self.tx_rows.append(
-            {
-                "kind": KIND_TRANSFER,
-                "initiator_user_id": r.sender_user_id,
-                "idempotency_scope": None if idem is None else idem.scope,
-                "idempotency_key": None if idem is None else idem.key,
-                "request_fingerprint": None if idem is None else idem.fingerprint,
-                "memo": memo,
-                "created_at": self.now,
-            }
-        )
+        self.tx_rows.append(_transaction_row(KIND_TRANSFER, r.sender_user_id, idem, memo, self.now))
         self.moves.append((sender_acc, recipient_acc, amount, sender_after, recipient_after))
         self.results.append((i, r, recipient_id, amount, sender_after))
 

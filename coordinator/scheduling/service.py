@@ -311,10 +311,6 @@ class _LeaseRow:
     usage: dict[str, Any]
     reason: str
 
-    @classmethod
-    def of(cls, row: Any) -> _LeaseRow:
-        return cls(*row)
-
 
 @dataclass(slots=True)
 class _TaskRow:
@@ -326,10 +322,6 @@ class _TaskRow:
     replicas_needed: int
     quorum: int
     charged_micro: int
-
-    @classmethod
-    def of(cls, row: Any) -> _TaskRow:
-        return cls(*row)
 
 
 @dataclass(slots=True)
@@ -1128,7 +1120,7 @@ class Dispatcher:
         now = self.clock()
         batch = _Batch(session, session.connection(), now, self._price_tables)
         ids = sorted({r.lease_id for r in results if r.lease_id})
-        leases = {row.id: _LeaseRow.of(row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
+        leases = {row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
         for result in results:  # all-or-nothing ownership check before anything is written
             lease = leases.get(result.lease_id)
             if lease is None or lease.node_id != node.id:
@@ -1136,7 +1128,7 @@ class Dispatcher:
                     f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
                 )
         batch.tasks = {
-            row.id: _TaskRow.of(row)
+            row.id: _TaskRow(*row)
             for row in _LOCK_TASKS.rows(
                 batch.conn, {"ids": sorted({x.task_id for x in leases.values()})}
             )
@@ -1315,7 +1307,7 @@ class Dispatcher:
         for row in _REPORTED_OF.rows(
             batch.conn, {"tasks": touched, "state": LEASE_REPORTED, "ids": sorted(leases)}
         ):
-            reported[row.task_id].append(_LeaseRow.of(row))
+            reported[row.task_id].append(_LeaseRow(*row))
         accepted: list[tuple[_TaskRow, verification.Accept, list[_LeaseRow]]] = []
         for task_id in touched:
             task = batch.tasks[task_id]
