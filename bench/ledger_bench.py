@@ -9,7 +9,9 @@ would take minutes and measure the wrong thing), and access tokens are signed wi
     .venv/bin/python bench/ledger_bench.py                       # SQLite file in a temp dir
     .venv/bin/python bench/ledger_bench.py --db postgresql+psycopg://hivemind:hivemind@127.0.0.1/hivemind_bench
 
-On PostgreSQL the run uses a fresh schema, dropped at the end. Every case is bounded by --transfers and
+Before the timed cases every account's token is used once (GetBalance), as on a coordinator that has been
+serving these users (``--no-warmup`` skips it: then the first call per token also pays for its signature
+check). On PostgreSQL the run uses a fresh schema, dropped at the end. Every case is bounded by --transfers and
 --max-seconds. The audit runs at the end and its result is printed (exit status 1 if it is not clean).
 """
 
@@ -235,6 +237,24 @@ async def run_case(
     )
 
 
+async def warm_up(target: str, users: list[tuple[int, str]], tokens: dict[int, str]) -> None:
+    """One GetBalance per account, 8 at a time, untimed: a coordinator that has been serving these users
+    has verified their tokens already (the first call with a token pays for its signature check)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = tokens_pb2_grpc.TokenServiceStub(channel)
+        gate = asyncio.Semaphore(8)
+
+        async def one(user_id: int) -> None:
+            async with gate:
+                await stub.GetBalance(
+                    tokens_pb2.GetBalanceRequest(),
+                    metadata=(("authorization", f"Bearer {tokens[user_id]}"),),
+                    timeout=30,
+                )
+
+        await asyncio.gather(*(one(user_id) for user_id, _ in users))
+
+
 def wait_ready(target: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     channel = grpc.insecure_channel(target)
     try:
@@ -265,6 +285,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--cases", default="hot,spread", help="comma-separated cases to run (default hot,spread)"
+    )
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="skip the warm-up (one GetBalance per account before the timed cases)",
     )
     parser.add_argument("--sqlite-synchronous", choices=["NORMAL", "FULL"], default="FULL")
     parser.add_argument(
@@ -317,6 +342,8 @@ def main() -> int:
             src = rnd.randrange(n)
             return src, (src + rnd.randrange(1, n)) % n
 
+        if not args.no_warmup:
+            asyncio.run(warm_up(target, users, tokens))
         results: list[CaseResult] = []
         cases = [c.strip() for c in args.cases.split(",")]
         unknown = set(cases) - {"hot", "spread"}

@@ -54,6 +54,7 @@ class Ledger:
             refusals=HiveMindError,
             batch=self._transfer_batch,
             request=request,
+            short=True,
         )
 
     def transfer(

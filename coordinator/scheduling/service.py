@@ -953,16 +953,18 @@ class Dispatcher:
             if job_ids:
                 _JOBS_RUNNING.rowcount(conn, {"ids": job_ids})
 
-        await self._write(work)
+        await self._write(work, short=True)
         self._running_jobs.update(job_ids)
 
-    async def _write(self, work: Callable[[Session], T]) -> T:
+    async def _write(self, work: Callable[[Session], T], *, short: bool = False) -> T:
         """A write transaction in the DB threads. On SQLite (one writer at a time) it is shared with the
         loop's concurrent writes of the grant and report paths: one thread hand-off and one commit per
         group (``Database.write_grouped_async``); ``work`` refuses (PermissionDenied) only before it
         writes. On PostgreSQL each runs in its own transaction, concurrently."""
         if self.db.is_sqlite:
-            return await self.db.write_grouped_async(work, self.executor, refusals=PermissionDenied)
+            return await self.db.write_grouped_async(
+                work, self.executor, refusals=PermissionDenied, short=short
+            )
         return await self._db(self._write_alone, work)
 
     def _write_alone(self, work: Callable[[Session], T]) -> T:
