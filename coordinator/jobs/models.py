@@ -121,6 +121,7 @@ class Lease(SQLModel, table=True):
     __table_args__ = (
         Index("ix_leases_node_id_state", "node_id", "state"),
         Index("ix_leases_task_id", "task_id"),
+        Index("ix_leases_job_id_state", "job_id", "state"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

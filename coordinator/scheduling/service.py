@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, case, insert, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, SQLModel, col, select
@@ -268,10 +268,13 @@ _BLOB_SIZES = RawStatement(
 
 # The grant path: a poll's leases, and their tasks and jobs marked running.
 _INSERT_LEASE = RawStatement(insert(LEASES))
+# The queued-only test is in SET, not WHERE: in WHERE, SQLite's planner (which has no statistics) looked
+# the rows up through the state index - walking every queued task, 0.8 ms per poll with 10,000 queued -
+# instead of by id.
 _TASKS_RUNNING = RawStatement(
     update(TASKS)
-    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)), TASKS.c.state == TASK_QUEUED)
-    .values(state=TASK_RUNNING)
+    .where(TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state=case((TASKS.c.state == TASK_QUEUED, TASK_RUNNING), else_=TASKS.c.state))
 )
 _TASKS_RAISED = RawStatement(
     update(TASKS)
@@ -280,8 +283,8 @@ _TASKS_RAISED = RawStatement(
 )
 _JOBS_RUNNING = RawStatement(
     update(JOBS)
-    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)), JOBS.c.state == JOB_QUEUED)
-    .values(state=JOB_RUNNING)
+    .where(JOBS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state=case((JOBS.c.state == JOB_QUEUED, JOB_RUNNING), else_=JOBS.c.state))
 )
 
 
