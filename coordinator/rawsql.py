@@ -101,14 +101,17 @@ class RawStatement:
             row_type=row_type,
         )
 
+    def _compiled_for(self, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
+        compiled = self._compiled.get((dialect, keys))
+        if compiled is None:
+            compiled = self._compiled[(dialect, keys)] = self._compile(dialect, keys)
+        return compiled
+
     def _prepare(
         self, conn: Connection, params: Mapping[str, Any]
     ) -> tuple[_Compiled, str, Any] | None:
         """The compiled form, the SQL and the driver's parameters; None when an expanding list is empty."""
-        key = (conn.dialect, frozenset(params))
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = self._compiled[key] = self._compile(*key)
+        compiled = self._compiled_for(conn.dialect, frozenset(params))
         values = dict(params)
         if compiled.constants:
             values.update(compiled.constants)
@@ -200,15 +203,32 @@ class RawStatement:
         ``executemany``."""
         if not rows:
             return
-        prepared = [self._prepare(conn, row) for row in rows]
-        compiled = prepared[0][0] if prepared[0] is not None else None
-        if compiled is None or compiled.expanding:
+        keys = frozenset(rows[0])
+        compiled = self._compiled_for(conn.dialect, keys)
+        if compiled.expanding:
             raise ValueError("a RawStatement runs executemany only without expanding parameters")
-        if any(p is None or p[0] is not compiled for p in prepared):
-            raise ValueError("every row of a RawStatement executemany needs the same keys")
+        # Rows of a batch often share a value (the batch's timestamp): each processor remembers its
+        # last input and output, so a shared value is converted once per call, not once per row.
+        last: dict[str, tuple[Any, Any]] = {}
+        processors = compiled.processors.items()
+        positions = compiled.positions
+        bound: list[Any] = []
+        for row in rows:
+            if row.keys() != keys:
+                raise ValueError("every row of a RawStatement executemany needs the same keys")
+            values = {**row, **compiled.constants}
+            for name, processor in processors:
+                value = values[name]
+                seen = last.get(name)
+                if seen is not None and seen[0] is value:
+                    values[name] = seen[1]
+                else:
+                    values[name] = converted = processor(value)
+                    last[name] = (value, converted)
+            bound.append(values if positions is None else tuple(values[n] for n in positions))
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(compiled.sql, [p[2] for p in prepared])  # type: ignore[index]
+            cursor.executemany(compiled.sql, bound)
         finally:
             cursor.close()
 

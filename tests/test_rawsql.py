@@ -3,7 +3,7 @@ SQLAlchemy, inside the session's transaction, on both databases; statements it c
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import bindparam, select
@@ -55,6 +55,33 @@ def test_lists_and_column_types_read_as_sqlalchemy_reads_them(database: Database
             assert got == [tuple(r) for r in conn.execute(listed, {"ids": chosen})]
             assert all(isinstance(r.created_at, datetime) for r in got)
         assert [r.user_id for r in raw.rows(conn, {"ids": ids})] == sorted(ids)
+
+
+def test_executemany_converts_each_rows_values(database: Database) -> None:
+    """Rows sharing one value object (a batch's timestamp) and rows with their own values are all
+    stored as SQLAlchemy would store them."""
+    ids = [make_user(database, f"m{i}") for i in range(4)]
+    shared = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    own = datetime(2027, 6, 7, 8, 9, 10, tzinfo=UTC)
+    when = [shared, own, shared, shared]
+    read = select(ACCOUNTS.c.balance_micro, ACCOUNTS.c.created_at).where(
+        ACCOUNTS.c.user_id == bindparam("u")
+    )
+    with database.write() as session:
+        conn = session.connection()
+        accounts = [_BY_USER.rows(conn, {"u": u})[0][0] for u in ids]
+        _SET.executemany(
+            conn,
+            [
+                {"acc": a, "bal": i, "at": at}
+                for i, (a, at) in enumerate(zip(accounts, when, strict=True))
+            ],
+        )
+    with database.read() as session:
+        got = [tuple(session.connection().execute(read, {"u": u}).one()) for u in ids]
+    assert [(bal, at.replace(tzinfo=UTC) if at.tzinfo is None else at) for bal, at in got] == [
+        (i, at) for i, at in enumerate(when)
+    ]
 
 
 def test_statements_it_cannot_run_are_refused(database: Database) -> None:
