@@ -8,7 +8,8 @@ PostgreSQL writes run concurrently and domain code serializes hot rows with ``SE
 Small, frequent writes (transfers) go through :meth:`Database.write_grouped`: concurrent callers share one
 transaction and one commit (group commit), which is what a disk sync per commit costs the most. Callers on
 the event loop use :meth:`Database.write_grouped_async`, which groups them on the loop and hands each group
-to a DB thread at once (one thread hand-off per group), optionally as one ``batch`` call.
+to a DB thread at once (one thread hand-off per group), optionally as one ``batch`` call. On SQLite a group
+of ``short`` pieces runs its statements on the loop itself and hands only its commit to the thread.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,7 @@ class Database:
             self.engine = create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
             self._write_engine = self.engine
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._commit_thread: ThreadPoolExecutor | None = None
         self._loop_writer: Connection | None = None
         """SQLite: the connection the event loop's groups write on (only while holding the write lock)."""
         self._group = _GroupCommit(self)
@@ -148,14 +150,15 @@ class Database:
         try:
             if (
                 self._loop_writer is None
-            ):  # kept open: a pool check-out per group costs more than the work
+            ):  # kept open: a pool check-out costs more than a group's work
                 self._loop_writer = self._write_engine.connect()
             session = Session(bind=self._loop_writer, expire_on_commit=False)
             session.connection()  # BEGIN IMMEDIATE, refused at once if another process is writing
         except (OperationalError, sqlite3.OperationalError) as exc:
             self._drop_loop_writer()
             lock.release()
-            if getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None) in _SQLITE_LOCKED:
+            code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _SQLITE_LOCKED:  # extended codes included
                 return None
             raise
         except BaseException:
@@ -184,7 +187,10 @@ class Database:
             except BaseException:
                 with contextlib.suppress(Exception):
                     session.rollback()
-                self._drop_loop_writer()  # whatever state it is in, the next group starts afresh
+                # Load-bearing: after a failed COMMIT, SQLAlchemy's rollback() sends nothing while SQLite
+                # may keep the transaction open; closing the connection returns it to the pool, whose
+                # reset-on-return rolls back for real, before the write lock is released below.
+                self._drop_loop_writer()
                 raise
             finally:
                 session.close()
@@ -263,7 +269,16 @@ class Database:
     def safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
+    def _committer(self) -> Executor:
+        """The one thread that commits the loop's open groups. Its own: in the shared DB pool the commit
+        could queue behind jobs waiting for the write lock it holds, and nothing would ever run it."""
+        if self._commit_thread is None:
+            self._commit_thread = ThreadPoolExecutor(1, thread_name_prefix="db-commit")
+        return self._commit_thread
+
     def dispose(self) -> None:
+        if self._commit_thread is not None:
+            self._commit_thread.shutdown(wait=True)
         self._drop_loop_writer()
         self.engine.dispose()
         if self._write_engine is not self.engine:
@@ -371,19 +386,24 @@ class _LoopGroupCommit:
             self._running = False
             return
         self._running = True
-        job = self._start(group)
+        job: Callable[[], None] | None = None
         try:
-            running = self._loop.run_in_executor(executor, job)
-        except BaseException as exc:  # the executor is shut down: nobody may wait for this group
+            job = self._start(group)
+            target = self._db._committer() if isinstance(job, _OpenGroup) else executor
+            running = self._loop.run_in_executor(target, job)
+        except (
+            BaseException
+        ) as exc:  # e.g. the executor is shut down: nobody may wait for this group
             if isinstance(job, _OpenGroup):
-                job.abandon()
+                with contextlib.suppress(Exception):
+                    job.abandon()
             self._running = False
             waiting, self._pending = [*group, *self._pending], []
             for _, future in waiting:
                 if not future.done():
                     future.set_exception(exc)
             return
-        running.add_done_callback(lambda done: self._finish(group, done, executor))
+        running.add_done_callback(lambda done: self._finish(group, done, executor, job))
 
     def _start(self, group: list[tuple[_Grouped[Any], asyncio.Future[Any]]]) -> Callable[[], None]:
         """What the DB thread has to do for ``group``.
@@ -396,18 +416,24 @@ class _LoopGroupCommit:
         by another writer (never waited for on the loop) - goes to the thread whole."""
         items = [g for g, _ in group]
         db = self._db
+        whole = functools.partial(_run_group, db, items)
         if not all(item.short for item in items):
-            return functools.partial(_run_group, db, items)
-        session = db._begin_write_nowait()
+            return whole
+        try:
+            session = db._begin_write_nowait()
+        except Exception:  # not a lock: let the thread meet it again and answer each piece with it
+            return whole
         if session is None:
-            return functools.partial(_run_group, db, items)
+            return whole
         try:
             _work_group(session, items)
         except Exception as exc:
-            db._end_write(session, commit=False)
+            with contextlib.suppress(Exception):
+                db._end_write(session, commit=False)
             return functools.partial(_group_failed, db, items, exc)
         except BaseException:
-            db._end_write(session, commit=False)
+            with contextlib.suppress(Exception):
+                db._end_write(session, commit=False)
             raise
         return _OpenGroup(db, session, items)
 
@@ -416,8 +442,12 @@ class _LoopGroupCommit:
         group: list[tuple[_Grouped[Any], asyncio.Future[Any]]],
         done: asyncio.Future[None],
         executor: Executor,
+        job: Callable[[], None] | None = None,
     ) -> None:
         self._running = False
+        if done.cancelled() and isinstance(job, _OpenGroup) and not job.started:
+            with contextlib.suppress(Exception):
+                job.abandon()  # it will never run: roll back and free the write lock
         failure = done.exception() if not done.cancelled() else asyncio.CancelledError()
         for item, future in group:
             if future.done():
@@ -439,8 +469,10 @@ class _OpenGroup:
 
     def __init__(self, db: Database, session: Session, group: list[_Grouped[Any]]) -> None:
         self.db, self.session, self.group = db, session, group
+        self.started = False
 
     def __call__(self) -> None:
+        self.started = True
         try:
             self.db._end_write(self.session, commit=True)
         except Exception as exc:

@@ -21,6 +21,10 @@ def test_the_migrations_build_the_models_schema(database: Database) -> None:
     assert differences == []
 
 
+STATE_INDEXES = ("ix_tasks_state", "ix_jobs_state")
+"""Indexes on a state column alone: looking a statement's rows up through one walks every row in it."""
+
+
 @pytest.mark.parametrize(
     ("name", "params"),
     [
@@ -52,6 +56,7 @@ def test_dispatch_statements_look_rows_up_by_key(
             plan = [str(row[-1]) for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
         assert plan, sql
         for step in plan:
-            assert "state" not in step and not step.startswith("SCAN"), (sql, plan)
+            assert not step.startswith("SCAN"), (sql, plan)
+            assert not any(index in step for index in STATE_INDEXES), (sql, plan)
     finally:
         db.dispose()

@@ -6,16 +6,18 @@ write lock is never waited for on the loop, and an executor that is shut down le
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from coordinator.clock import utcnow
@@ -173,28 +175,108 @@ def test_another_process_writing_does_not_stall_the_loop(
     assert ticks >= 20  # ... in a thread: the loop ran its other tasks meanwhile
 
 
-def test_a_shut_down_executor_leaves_nothing_written_or_locked(sqlite_db: Database) -> None:
-    """The group's statements ran on the loop, then its commit could not be handed to the executor:
-    the caller gets the error, the transaction is rolled back and the write lock is free again."""
+def test_a_commit_that_cannot_be_handed_off_leaves_nothing_written_or_locked(
+    sqlite_db: Database,
+) -> None:
+    """The group's statements ran on the loop, then its commit could not be handed to the commit thread
+    (shut down): the caller gets the error, the transaction is rolled back and the write lock is free."""
     with sqlite_db.write() as session:
         session.execute(text("INSERT INTO parent (id) VALUES (1)"))
-    executor = ThreadPoolExecutor(1)
-    executor.shutdown()
+    sqlite_db._committer().shutdown()
 
     def work(session: Session) -> None:
         session.execute(text("INSERT INTO child (id, parent_id) VALUES (8, 1)"))
 
     async def run() -> None:
-        await asyncio.wait_for(
-            sqlite_db.write_grouped_async(work, executor, refusals=HiveMindError, short=True), 10
-        )
+        with ThreadPoolExecutor(1) as executor:
+            await asyncio.wait_for(
+                sqlite_db.write_grouped_async(work, executor, refusals=HiveMindError, short=True),
+                10,
+            )
 
     with pytest.raises(RuntimeError, match="shutdown"):
         asyncio.run(run())
     assert _children(sqlite_db) == []
-    with sqlite_db.write() as session:  # would wait forever if the lock were still held
+    assert not sqlite_db._write_lock.locked()  # type: ignore[union-attr]
+    with sqlite_db.write() as session:
         session.execute(text("INSERT INTO child (id, parent_id) VALUES (9, 1)"))
     assert _children(sqlite_db) == [9]
+
+
+def test_a_commit_never_waits_behind_writers_that_wait_for_it(sqlite_db: Database) -> None:
+    """The caller's DB pool is busy with a job that is about to write (so it will wait for the write
+    lock) when a short group takes the lock on the loop: its commit runs on its own thread, so both
+    writes land instead of each waiting for the other."""
+    with sqlite_db.write() as session:
+        session.execute(text("INSERT INTO parent (id) VALUES (1)"))
+    in_pool = threading.Event()
+
+    def pool_job() -> None:
+        in_pool.set()
+        time.sleep(0.3)  # the short group takes the lock meanwhile
+        with sqlite_db.write() as session:
+            session.execute(text("INSERT INTO child (id, parent_id) VALUES (21, 1)"))
+
+    def work(session: Session) -> None:
+        session.execute(text("INSERT INTO child (id, parent_id) VALUES (22, 1)"))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as executor:
+            blocking = loop.run_in_executor(executor, pool_job)
+            await loop.run_in_executor(None, in_pool.wait)
+            await asyncio.wait_for(
+                sqlite_db.write_grouped_async(work, executor, refusals=HiveMindError, short=True),
+                10,
+            )
+            await asyncio.wait_for(blocking, 10)
+
+    asyncio.run(run())
+    assert _children(sqlite_db) == [21, 22]
+
+
+def test_a_failure_before_the_work_starts_answers_each_caller(sqlite_db: Database) -> None:
+    """Opening the loop's transaction fails with something other than a lock (here: once): the group
+    goes to a DB thread whole, its callers get their answers, and later groups are not left waiting."""
+    with sqlite_db.write() as session:
+        session.execute(text("INSERT INTO parent (id) VALUES (1)"))
+    real = sqlite_db._begin_write_nowait
+    failures = [OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("disk I/O error"))]
+
+    def flaky() -> Session | None:
+        if failures:
+            raise failures.pop()
+        return real()
+
+    sqlite_db._begin_write_nowait = flaky  # type: ignore[method-assign]
+
+    def child(child_id: int) -> Callable[[Session], int]:
+        def work(session: Session) -> int:
+            session.execute(
+                text("INSERT INTO child (id, parent_id) VALUES (:c, 1)"), {"c": child_id}
+            )
+            return child_id
+
+        return work
+
+    async def run() -> list[int]:
+        with ThreadPoolExecutor(2) as executor:
+            first = await asyncio.wait_for(
+                sqlite_db.write_grouped_async(
+                    child(31), executor, refusals=HiveMindError, short=True
+                ),
+                10,
+            )
+            second = await asyncio.wait_for(
+                sqlite_db.write_grouped_async(
+                    child(32), executor, refusals=HiveMindError, short=True
+                ),
+                10,
+            )
+        return [first, second]
+
+    assert asyncio.run(run()) == [31, 32]
+    assert not failures and _children(sqlite_db) == [31, 32]
 
 
 def test_a_lone_batched_piece_whose_batch_fails_runs_its_work(database: Database) -> None:
@@ -203,7 +285,10 @@ def test_a_lone_batched_piece_whose_batch_fails_runs_its_work(database: Database
     alice = make_user(database, "alice", grant_micro=10 * CPT)
     make_user(database, "bob")
 
+    calls = {"batch": 0}
+
     def broken_batch(session: Session, requests: list[int]) -> list[object]:
+        calls["batch"] += 1
         raise RuntimeError("batch broke")
 
     def work(session: Session) -> ledger.TransferResult:
@@ -216,5 +301,6 @@ def test_a_lone_batched_piece_whose_batch_fails_runs_its_work(database: Database
             )
 
     result = asyncio.run(run())
+    assert calls["batch"] == 1  # a group of one ran its batch first
     assert result.amount_micro == CPT and balance(database, alice) == 9 * CPT
     assert audit(database) == []
