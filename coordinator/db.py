@@ -79,9 +79,8 @@ def _sqlite_engine(url: str, *, synchronous: str, immediate: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        raw = (
-            conn.connection.driver_connection
-        )  # straight to the driver: SQLAlchemy's do_begin is a no-op
+        # Straight to the driver: SQLAlchemy's own do_begin is a no-op on SQLite.
+        raw = conn.connection.driver_connection
         if not _BEGIN_NOWAIT.get():
             raw.execute(begin)
             return
@@ -148,9 +147,7 @@ class Database:
             return None
         token = _BEGIN_NOWAIT.set(True)
         try:
-            if (
-                self._loop_writer is None
-            ):  # kept open: a pool check-out costs more than a group's work
+            if self._loop_writer is None:  # kept open: a check-out costs more than a group's work
                 self._loop_writer = self._write_engine.connect()
             session = Session(bind=self._loop_writer, expire_on_commit=False)
             session.connection()  # BEGIN IMMEDIATE, refused at once if another process is writing
@@ -391,9 +388,7 @@ class _LoopGroupCommit:
             job = self._start(group)
             target = self._db._committer() if isinstance(job, _OpenGroup) else executor
             running = self._loop.run_in_executor(target, job)
-        except (
-            BaseException
-        ) as exc:  # e.g. the executor is shut down: nobody may wait for this group
+        except BaseException as exc:  # e.g. a shut-down executor: nobody may wait for this group
             if isinstance(job, _OpenGroup):
                 with contextlib.suppress(Exception):
                     job.abandon()
@@ -427,14 +422,12 @@ class _LoopGroupCommit:
             return whole
         try:
             _work_group(session, items)
-        except Exception as exc:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 db._end_write(session, commit=False)
+            if not isinstance(exc, Exception):
+                raise
             return functools.partial(_group_failed, db, items, exc)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                db._end_write(session, commit=False)
-            raise
         return _OpenGroup(db, session, items)
 
     def _finish(

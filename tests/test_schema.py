@@ -4,6 +4,7 @@ per-report statements find their rows by key on SQLite (whose planner has no sta
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -38,7 +39,7 @@ STATE_INDEXES = ("ix_tasks_state", "ix_jobs_state")
     ],
 )
 def test_dispatch_statements_look_rows_up_by_key(
-    tmp_path: pytest.TempPathFactory, name: str, params: dict[str, object]
+    tmp_path: Path, name: str, params: dict[str, object]
 ) -> None:
     """A plan through a state index (or a table scan) walks every queued task or lease: with 10,000
     queued tasks that made each poll's update cost 0.8 ms."""
