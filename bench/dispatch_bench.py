@@ -56,7 +56,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_coordinator(data_dir: Path, db: str | None, grpc_port: int) -> subprocess.Popen[bytes]:
+def start_coordinator(
+    data_dir: Path, db: str | None, grpc_port: int, event_loop: str = "auto"
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
     env.update(
         HIVEMIND_DATA_DIR=str(data_dir),
@@ -77,6 +79,8 @@ def start_coordinator(data_dir: Path, db: str | None, grpc_port: int) -> subproc
         str(grpc_port),
         "--http-port",
         str(free_port()),
+        "--event-loop",
+        event_loop,
     ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -432,6 +436,12 @@ def main() -> int:
     )
     parser.add_argument("--time-limit", type=float, default=300)
     parser.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="the coordinator's event loop (default auto: uvloop where installed)",
+    )
+    parser.add_argument(
         "--in-process",
         action="store_true",
         help="call the dispatcher directly, without gRPC: tasks/s and CPU ms per task",
@@ -439,7 +449,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="hivemind-dispatch-") as tmp:
-            figures = asyncio.run(run_in_process(args, Path(tmp)))
+            from coordinator.eventloop import loop_factory
+
+            with asyncio.Runner(loop_factory=loop_factory(args.event_loop)[1]) as runner:
+                figures = runner.run(run_in_process(args, Path(tmp)))
             problems = audit(Path(tmp), args.db)
         print(
             f"in process: {figures['completed']:,.0f}/{figures['tasks']:,} tasks in "
@@ -455,7 +468,7 @@ def main() -> int:
         data_dir = Path(tmp)
         port = free_port()
         args.target = f"127.0.0.1:{port}"
-        proc = start_coordinator(data_dir, args.db, port)
+        proc = start_coordinator(data_dir, args.db, port, args.event_loop)
         try:
             asyncio.run(wait_ready(args.target))
             result = asyncio.run(run(args))

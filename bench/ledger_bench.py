@@ -62,11 +62,11 @@ class CaseResult:
     seconds: float
     latencies_ms: list[float]
     server_cpu_s: float = float("nan")
+    client_cpu_s: float = float("nan")
 
-    @property
-    def cpu_us_per_transfer(self) -> float:
+    def cpu_us_per_transfer(self, seconds: float) -> float:
         done = self.ok + self.refused
-        return self.server_cpu_s / done * 1e6 if done else float("nan")
+        return seconds / done * 1e6 if done else float("nan")
 
     @property
     def rate(self) -> float:
@@ -298,6 +298,12 @@ def main() -> int:
     parser.add_argument(
         "--no-keys", action="store_true", help="send transfers without idempotency keys"
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="the coordinator's event loop (default auto: uvloop where installed)",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hivemind-bench-"))
@@ -323,6 +329,7 @@ def main() -> int:
     cmd = [
         sys.executable, "-m", "coordinator", "coordinator", "--db", url, "--data-dir", str(tmp),
         "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-format", "text",
+        "--event-loop", args.event_loop,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
     target = f"127.0.0.1:{grpc_port}"
@@ -354,7 +361,7 @@ def main() -> int:
         ]
         for case, pick in chosen:
             for clients in (int(c) for c in args.clients.split(",")):
-                cpu_before = process_cpu_s(proc.pid)
+                cpu_before, client_before = process_cpu_s(proc.pid), time.process_time()
                 result = asyncio.run(
                     run_case(
                         target, case, clients, args.transfers, args.max_seconds, pick, users, tokens,
@@ -362,19 +369,21 @@ def main() -> int:
                     )
                 )  # fmt: skip
                 result.server_cpu_s = process_cpu_s(proc.pid) - cpu_before
+                result.client_cpu_s = time.process_time() - client_before
                 results.append(result)
                 print(f"  done: {case}, {clients} client(s): {result.rate:.0f}/s", file=sys.stderr)
 
         backend = "PostgreSQL" if schema else f"SQLite (synchronous={args.sqlite_synchronous})"
         print(f"\nLedger transfers over gRPC on {backend}; {os.cpu_count()} CPUs; "
-              f"{'with' if not args.no_keys else 'without'} idempotency keys")  # fmt: skip
-        header = f"{'case':<12} {'clients':>7} {'ok':>6} {'refused':>7} {'failed':>6} {'seconds':>8} {'tx/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU us/tx':>13}"
+              f"{'with' if not args.no_keys else 'without'} idempotency keys; "
+              f"event loop {args.event_loop}")  # fmt: skip
+        header = f"{'case':<12} {'clients':>7} {'ok':>6} {'refused':>7} {'failed':>6} {'seconds':>8} {'tx/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU us/tx':>13} {'load gen CPU us/tx':>18}"
         print(header)
         print("-" * len(header))
         for r in results:
             print(
                 f"{r.name:<12} {r.clients:>7} {r.ok:>6} {r.refused:>7} {r.failed:>6} {r.seconds:>8.2f} "
-                f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f} {r.cpu_us_per_transfer:>13.0f}"
+                f"{r.rate:>8.0f} {r.pct(0.50):>7.2f} {r.pct(0.99):>7.2f} {r.cpu_us_per_transfer(r.server_cpu_s):>13.0f} {r.cpu_us_per_transfer(r.client_cpu_s):>18.0f}"
             )
         print(
             f"bare driver, same transaction shape, 1 connection: {bare_sql_rate(url, args.sqlite_synchronous, tmp):.0f} tx/s"

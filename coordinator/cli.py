@@ -47,6 +47,11 @@ def _add_coordinator_flags(p: argparse.ArgumentParser) -> None:
         dest="env",
         help="production mode: refuses to start without a strong HIVEMIND_JWT_SECRET",
     )
+    g.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        help="event loop to serve on (default auto: uvloop where installed, else asyncio)",
+    )
     g.add_argument("--log-format", choices=["json", "text"], help="log line format (default json)")
     g.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
@@ -66,6 +71,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         env=args.env,
         log_format=args.log_format,
         log_level=args.log_level,
+        event_loop=args.event_loop,
     )
 
 
@@ -139,10 +145,16 @@ def _create_admin(settings: Settings, username: str, email: str | None) -> int:
 
 
 def _run_coordinator(settings: Settings) -> int:
+    from coordinator.eventloop import EventLoopUnavailable, loop_factory
     from coordinator.server import Coordinator
 
     try:
-        asyncio.run(Coordinator(settings).run_until_signalled())
+        _, new_loop = loop_factory(settings.event_loop)
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(Coordinator(settings).run_until_signalled())
+    except EventLoopUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         logger.error("coordinator could not start", extra={"error": str(exc)})
         print(f"error: {exc}", file=sys.stderr)

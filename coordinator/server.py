@@ -1,5 +1,5 @@
 """Composition root for the running coordinator: builds every collaborator from one Settings object and
-serves gRPC and HTTP from one asyncio event loop."""
+serves gRPC and HTTP from one event loop (uvloop or asyncio's, coordinator/eventloop.py)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ from coordinator.api.deps import Services
 from coordinator.api.errors import install_error_handlers
 from coordinator.clock import Clock, utcnow
 from coordinator.db import Database
+from coordinator.eventloop import loop_factory
 from coordinator.jobs.blobs import BlobStore
 from coordinator.metrics import HttpMetricsMiddleware, Metrics
 from coordinator.nodes.service import NodeRegistry
@@ -311,6 +312,7 @@ class Coordinator:
                 "grpc_port": self.grpc_port,
                 "http_port": self.http_port,
                 "db": self.db.safe_url,
+                "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
             },
         )
 
@@ -347,7 +349,8 @@ class BackgroundCoordinator:
 
     def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
         self.coordinator = Coordinator(settings, clock=clock)
-        self._loop = asyncio.new_event_loop()
+        _, new_loop = loop_factory(settings.event_loop)
+        self._loop = new_loop()
         self._thread = threading.Thread(target=self._run, name="coordinator", daemon=True)
         self._started = threading.Event()
         self._failure: BaseException | None = None
@@ -377,6 +380,11 @@ class BackgroundCoordinator:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(60)
         self._loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the coordinator runs on (its thread's)."""
+        return self._loop
 
     def __enter__(self) -> Coordinator:
         return self.start()

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     min_task_charge_micro: int = Field(1_000, ge=0)
 
     db_threads: int = Field(8, gt=0, description="threads running blocking database work")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="event loop: uvloop where installed (auto), or asyncio's own"
+    )
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -172,7 +174,18 @@ def test_calls_need_a_valid_token_and_only_admins_see_others(
     assert code_of(err.value)[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_200_concurrent_transfers_over_grpc(coordinator: RunningCoordinator) -> None:
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_200_concurrent_transfers_over_grpc(db_url: str, tmp_path: Path, event_loop: str) -> None:
+    """On both databases and on both event loops the coordinator can serve on (the rest of the suite runs
+    on the default, uvloop)."""
+    with RunningCoordinator.start(
+        db_url=db_url, data_dir=tmp_path, event_loop=event_loop
+    ) as coordinator:
+        assert type(coordinator.background.loop).__module__.split(".")[0] == event_loop
+        _race_200_transfers(coordinator)
+
+
+def _race_200_transfers(coordinator: RunningCoordinator) -> None:
     alice, token = coordinator.signup("alice")
     coordinator.signup("bob")
     fund(coordinator, alice, 100 * CPT)
