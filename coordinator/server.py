@@ -196,6 +196,7 @@ class Coordinator:
             max_extra_replicas=settings.max_extra_replicas,
             max_output_bytes=settings.max_output_bytes,
             default_max_attempts=settings.default_max_attempts,
+            replica_wait_s=settings.replica_wait_s,
             metrics=self.metrics,
         )
         self.overview = Overview(self.db, clock)

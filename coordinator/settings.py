@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         2, ge=0, description="replicas added at most when results disagree"
     )
     default_max_attempts: int = Field(3, gt=0, description="attempts per task before the job fails")
+    replica_wait_s: int = Field(
+        600,
+        gt=0,
+        description="a task whose next replica no connected node's owner may run fails after this long",
+    )
 
     # The price table (micro-CPT). A change applies to jobs submitted after it.
     price_cpu_micro_per_core_second: int = Field(100, ge=0)

@@ -25,6 +25,7 @@ from coordinator.jobs.models import (
     JOB_RUNNING,
     JOB_WAITING,
     LEASE_INVALID,
+    LEASE_REPORTED,
     TASK_FINAL,
     Job,
     Lease,
@@ -100,6 +101,8 @@ def _verification(task: Task, leases: list[Lease]) -> str:
         return "agreed"
     if any(x.state == LEASE_INVALID for x in leases):
         return "disagreed"
+    if any(x.state == LEASE_REPORTED for x in leases):
+        return "undecided"  # results came back, but the replicas to decide between them never ran
     return "not_run"
 
 

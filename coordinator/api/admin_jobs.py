@@ -59,7 +59,7 @@ class ReplicaOut(BaseModel):
 class AdminTaskOut(TaskOut):
     quorum: int
     replicas_needed: int
-    verification: str = Field(description="pending, agreed, disagreed or not_run")
+    verification: str = Field(description="pending, agreed, disagreed, undecided or not_run")
     leases: list[ReplicaOut]
 
 

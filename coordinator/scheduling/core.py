@@ -6,7 +6,8 @@ What it decides:
 - that two replicas of one task never go to the same node, nor to two nodes of the same owner;
 - adaptive replication (BOINC): a task asking for one replica gets a cross-check replica when the node is
   not yet trusted, and at random (``spot_check_rate``) when it is;
-- which leases expired (no heartbeat before the deadline) and whether their task is retried or failed.
+- which leases expired (no heartbeat before the deadline) and whether their task is retried or failed;
+- which tasks are stranded: their next replica may only go to a new owner, and no ready node has one.
 
 The service (``coordinator/scheduling/service.py``) feeds events in and performs the decisions.
 """
@@ -88,6 +89,8 @@ class TaskEntry:
     holders: dict[str, int] = field(default_factory=dict)
     seq: int = 0
     in_queue: bool = False
+    # since when no ready node's owner may take the task's queued replicas (see CheckStranded)
+    stranded_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,17 @@ class JobCancelled:
     job_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CheckStranded:
+    """The owners with a node ready for work now. A task that already has replicas, and waits for more,
+    can only use a node of an owner who has none of them; when no ready owner qualifies it is stranded,
+    and after ``wait`` stranded it fails (a fleet of two owners never breaks a tie between them). With no
+    node ready at all nothing changes: the fleet is away, not too small."""
+
+    ready_owners: frozenset[int]
+    wait: timedelta
+
+
 Event = (
     TaskQueued
     | Poll
@@ -179,6 +193,7 @@ Event = (
     | MoreReplicas
     | TaskClosed
     | JobCancelled
+    | CheckStranded
 )
 
 
@@ -334,6 +349,8 @@ class Scheduler:
                 for task_id in [t.task_id for t in self.tasks.values() if t.job_id == job_id]:
                     out += self._close(task_id)
                 return out
+            case CheckStranded(ready_owners, wait):
+                return self._check_stranded(ready_owners, wait, now)
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -504,6 +521,37 @@ class Scheduler:
         if lease.task_id in self.tasks:
             self._failed_on.setdefault(lease.task_id, set()).add(lease.node_id)
         return self._retry_or_fail(lease, reason)
+
+    def _check_stranded(
+        self, ready_owners: frozenset[int], wait: timedelta, now: datetime
+    ) -> list[Decision]:
+        if not ready_owners:
+            return []
+        out: list[Decision] = []
+        for task in list(self.tasks.values()):
+            if (
+                task.pending <= 0
+                or not task.holders
+                or not ready_owners.issubset(task.holders.values())
+            ):
+                task.stranded_since = None
+                continue
+            if task.stranded_since is None:
+                task.stranded_since = now
+            if now - task.stranded_since < wait:
+                continue
+            owners = len(set(task.holders.values()))
+            out.append(
+                FailTask(
+                    task.task_id,
+                    f"Stranded: its next replica must run on a node of an owner who has not run this task "
+                    f"(replicas never share an owner), and for {wait.total_seconds():.0f} s every connected "
+                    f"node belonged to one of the {owners} owner(s) who had. Verifying it needs nodes of "
+                    f"{owners + task.pending} different owners.",
+                )
+            )
+            out += self._close(task.task_id)
+        return out
 
     def _close(self, task_id: str) -> list[Decision]:
         task = self.tasks.get(task_id)

@@ -88,6 +88,9 @@ RESULT_STATUSES = frozenset({"succeeded", "failed", "timeout", "oom", "output_to
 RUN_ERROR_STATUSES = frozenset({"error"})
 MAX_LOG_BYTES_PER_TASK = 1024 * 1024  # per lease: what a submitter can read back
 NODE_SEEN_WRITE_EVERY = timedelta(seconds=15)
+STRANDED_CHECK_EVERY = timedelta(
+    seconds=5
+)  # how often stranded tasks are looked for (core.CheckStranded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +449,7 @@ class Dispatcher:
         max_extra_replicas: int,
         max_output_bytes: int,
         default_max_attempts: int,
+        replica_wait_s: float = 600,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -463,6 +467,11 @@ class Dispatcher:
         self.max_extra_replicas = max_extra_replicas
         self.max_output_bytes = max_output_bytes
         self.default_max_attempts = default_max_attempts
+        self.replica_wait = timedelta(seconds=replica_wait_s)
+        # node id -> (when it last polled, its owner), for nodes ready for work (not quarantined, with
+        # Docker): whose nodes a stranded task could still use (core.CheckStranded)
+        self._ready: dict[str, tuple[datetime, int]] = {}
+        self._stranded_checked: datetime | None = None
         self.core = core.Scheduler(
             lease_ttl=timedelta(seconds=lease_ttl_s),
             new_id=lambda: str(uuid.uuid4()),
@@ -854,6 +863,10 @@ class Dispatcher:
         while True:
             now = self.clock()
             offer = self._offer(node, req)  # afresh: the node's trust may change during a long-poll
+            if offer.quarantined or not offer.docker:
+                self._ready.pop(node.id, None)
+            else:
+                self._ready[node.id] = (now, node.owner_id)
             grants = [
                 d for d in self.core.handle(core.Poll(offer), now) if isinstance(d, core.Grant)
             ]
@@ -1049,6 +1062,7 @@ class Dispatcher:
             silent = await self.liveness.silent_since(holding, now - self.node_ttl)
             for node_id in silent:
                 decisions += self.core.handle(core.NodeLost(node_id), now)
+        decisions += self._check_stranded(now)
         if not decisions:
             return
         expired = [d for d in decisions if isinstance(d, core.Expire)]
@@ -1059,6 +1073,18 @@ class Dispatcher:
         effects = await self._db(self._persist_expiry, expired, failed, now)
         effects.wake = effects.wake or bool(expired)
         await self._apply(effects)
+
+    def _check_stranded(self, now: datetime) -> list[core.Decision]:
+        """Every few seconds (it walks every open task), fail the tasks no ready node's owner may run."""
+        every = min(STRANDED_CHECK_EVERY, self.replica_wait / 4)
+        if self._stranded_checked is not None and now - self._stranded_checked < every:
+            return []
+        self._stranded_checked = now
+        cutoff = now - self.node_ttl
+        for node_id in [n for n, (seen, _) in self._ready.items() if seen < cutoff]:
+            del self._ready[node_id]
+        owners = frozenset(owner for _, owner in self._ready.values())
+        return self.core.handle(core.CheckStranded(owners, self.replica_wait), now)
 
     def _persist_expiry(
         self, expired: list[core.Expire], failed: list[core.FailTask], now: datetime

@@ -3,10 +3,13 @@ priority and fair share, adaptive replication, leases that expire or fail, and c
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from coordinator.scheduling.core import (
     CancelLease,
+    CheckStranded,
     Expire,
     FailTask,
     JobCancelled,
@@ -18,6 +21,7 @@ from coordinator.scheduling.core import (
     Renew,
     Renewed,
     Requirements,
+    Scheduler,
     TaskClosed,
     Tick,
     UnknownLease,
@@ -364,6 +368,57 @@ def test_more_replicas_go_to_new_nodes_of_new_owners() -> None:
         assert poll(s, node) == []
     assert len(poll(s, offer("n3", 3))) == 1
     assert len(poll(s, offer("n4", 4))) == 1
+    assert s.queued_replicas() == 0
+
+
+def _tied(s: Scheduler) -> None:
+    """t1 ran on owners 1 and 2, who disagreed, and a third replica is asked for; t2 waits unleased."""
+    queue(s, task("t1", replicas=2), task("t2"))
+    grants = [*poll(s, offer("n1", 1, max_tasks=1)), *poll(s, offer("n2", 2, max_tasks=1))]
+    assert [g.task_id for g in grants] == ["t1", "t1"]
+    for grant in grants:
+        s.handle(LeaseReported(grant.lease_id), T0)
+    s.handle(MoreReplicas("t1", 1), T0)
+
+
+WAIT = timedelta(seconds=600)
+
+
+def test_a_tie_no_ready_owner_may_break_fails_after_the_wait() -> None:
+    s = make_scheduler()
+    _tied(s)
+    owners_1_2 = CheckStranded(frozenset({1, 2}), WAIT)
+    assert s.handle(owners_1_2, T0) == []  # stranded from now on
+    assert s.handle(owners_1_2, T0 + WAIT - timedelta(seconds=1)) == []
+    failed = s.handle(owners_1_2, T0 + WAIT)
+    assert [type(d) for d in failed] == [FailTask] and failed[0].task_id == "t1"
+    reason = failed[0].reason
+    assert "600 s" in reason and "2 owner(s)" in reason and "3 different owners" in reason
+    assert s.queued_replicas() == 1  # t2 is untouched: it has no replica yet, any owner may take it
+    assert poll(s, offer("n3", 3)) and s.queued_replicas() == 0
+
+
+def test_a_new_owner_resets_the_wait_and_an_empty_fleet_changes_nothing() -> None:
+    s = make_scheduler()
+    _tied(s)
+    s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0)
+    assert s.handle(CheckStranded(frozenset(), WAIT), T0 + 2 * WAIT) == []  # nobody online: wait on
+    assert s.handle(CheckStranded(frozenset({1, 3}), WAIT), T0 + 2 * WAIT) == []  # owner 3 could
+    later = T0 + 3 * WAIT
+    assert s.handle(CheckStranded(frozenset({2}), WAIT), later) == []  # stranded again, from now
+    assert s.handle(CheckStranded(frozenset({2}), WAIT), later + WAIT / 2) == []
+    assert sorted(g.task_id for g in poll(s, offer("n3", 3, max_tasks=2))) == ["t1", "t2"]
+
+
+def test_a_stranded_task_with_a_running_replica_cancels_it_when_it_fails() -> None:
+    s = make_scheduler()
+    queue(s, task("t1", replicas=3))
+    running = [*poll(s, offer("n1", 1)), *poll(s, offer("n2", 2))]
+    s.handle(LeaseReported(running[0].lease_id), T0)
+    s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0)
+    out = s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0 + WAIT)
+    assert [type(d) for d in out] == [FailTask, CancelLease]
+    assert out[1].lease_id == running[1].lease_id  # the replica still running on n2 is stopped
     assert s.queued_replicas() == 0
 
 

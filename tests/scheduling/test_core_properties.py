@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from coordinator.scheduling.core import (
     CancelLease,
+    CheckStranded,
     Decision,
     Expire,
     FailTask,
@@ -78,6 +79,7 @@ class Model:
     failed: Counter[str] = field(default_factory=Counter)
     last_served: dict[int, int] = field(default_factory=dict)
     grants: int = 0
+    stranded_since: dict[str, datetime] = field(default_factory=dict)
 
     def running(self, submitter: int) -> int:
         return sum(
@@ -334,13 +336,14 @@ def event(kind: str) -> st.SearchStrategy[tuple[Any, ...]]:
         "more": (pick, st.integers(0, 2)),
         "close": (pick,),
         "cancel": (st.sampled_from(JOBS),),
+        "stranded": (st.frozensets(st.integers(0, OWNERS - 1)), st.sampled_from([0, 10, 30])),
     }
     return st.tuples(st.just(kind), *args[kind])
 
 
 # Polls are what most rules are about: they come four times as often as the rarer events.
 WEIGHTS = {"queue": 2, "poll": 4, "renew": 2, "tick": 2, "lost": 1, "report": 2}
-WEIGHTS |= {"fail": 1, "more": 1, "close": 1, "cancel": 1}
+WEIGHTS |= {"fail": 1, "more": 1, "close": 1, "cancel": 1, "stranded": 1}
 events = st.one_of(*(event(kind) for kind, n in WEIGHTS.items() for _ in range(n)))
 
 
@@ -468,6 +471,29 @@ def on_cancel(model: Model, s: Scheduler, job_id: str) -> None:
     assert not any(model.entries[t].job_id == job_id for t in model.pending)
 
 
+def on_stranded(model: Model, s: Scheduler, ready: frozenset[int], wait_s: int) -> None:
+    """A task fails when, for ``wait_s`` running, every ready owner already held a replica of it and it
+    still waited for more; with no owner ready nothing changes."""
+    wait = timedelta(seconds=wait_s)
+    decisions = s.handle(CheckStranded(ready, wait), model.now)
+    doomed: list[str] = []
+    if ready:
+        for task_id, pending in model.pending.items():
+            held = set(model.holders[task_id].values())
+            if pending <= 0 or not held or not ready <= held:
+                model.stranded_since.pop(task_id, None)
+                continue
+            since = model.stranded_since.setdefault(task_id, model.now)
+            if model.now - since >= wait:
+                doomed.append(task_id)
+    assert [d.task_id for d in decisions if isinstance(d, FailTask)] == doomed
+    for task_id in doomed:
+        model.failed[task_id] += 1
+        model.close(task_id, decisions)
+        model.stranded_since.pop(task_id, None)
+    assert len(decisions) == len(doomed) + sum(isinstance(d, CancelLease) for d in decisions)
+
+
 HANDLERS: dict[str, Callable[..., None]] = {
     "queue": on_queue,
     "poll": on_poll,
@@ -479,6 +505,7 @@ HANDLERS: dict[str, Callable[..., None]] = {
     "more": on_more,
     "close": on_close,
     "cancel": on_cancel,
+    "stranded": on_stranded,
 }
 
 

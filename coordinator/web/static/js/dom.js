@@ -76,7 +76,7 @@ const STATE_TONES = {
   queued: "wait", waiting: "wait", registered: "wait", paused: "wait",
   failed: "bad", cancelled: "muted", offline: "muted", revoked: "bad", quarantined: "bad", disabled: "bad",
   invalid: "bad", expired: "muted",
-  agreed: "ok", pending: "wait", disagreed: "bad", not_run: "muted", succeeded: "ok",
+  agreed: "ok", pending: "wait", disagreed: "bad", undecided: "bad", not_run: "muted", succeeded: "ok",
 };
 
 export function badge(state) {
