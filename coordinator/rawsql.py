@@ -203,6 +203,48 @@ class RawStatement:
         ``executemany``."""
         if not rows:
             return
+        sql, bound = self._bind_many(conn, rows)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, bound)
+        finally:
+            cursor.close()
+
+    def returning_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Run once per row, as :meth:`executemany`, and return each run's first ``RETURNING`` value in
+        order (None for a run that returned no row, e.g. ``ON CONFLICT DO NOTHING``).
+
+        On psycopg the runs go out as one pipeline (``executemany(..., returning=True)``): one round trip
+        to the server instead of one per row, and the results come back per statement, so in order. Other
+        drivers run one statement per row (SQLite's multi-row ``RETURNING`` does not promise an order)."""
+        if not rows:
+            return []
+        if conn.dialect.driver != "psycopg":
+            found = []
+            for row in rows:
+                returned = self.rows(conn, row)
+                found.append(returned[0][0] if returned else None)
+            return found
+        sql, bound = self._bind_many(conn, rows)
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, bound, returning=True)
+            values: list[Any] = []
+            while True:
+                first = cursor.fetchone()
+                values.append(first[0] if first is not None else None)
+                if not cursor.nextset():
+                    break
+        finally:
+            cursor.close()
+        if len(values) != len(rows):  # pragma: no cover - the driver answers once per statement
+            raise RuntimeError("the driver returned a result for the wrong number of statements")
+        return values
+
+    def _bind_many(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, list[Any]]:
+        """The SQL and every row's driver parameters, for the driver's ``executemany``."""
         keys = frozenset(rows[0])
         compiled = self._compiled_for(conn.dialect, keys)
         if compiled.expanding:
@@ -226,11 +268,7 @@ class RawStatement:
                     values[name] = converted = processor(value)
                     last[name] = (value, converted)
             bound.append(values if positions is None else tuple(values[n] for n in positions))
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.executemany(compiled.sql, bound)
-        finally:
-            cursor.close()
+        return compiled.sql, bound
 
 
 def _row_type(names: list[str]) -> Any:

@@ -115,3 +115,29 @@ def test_defaults_it_would_skip_and_rows_of_other_shapes_are_refused(database: D
                     {"acc": 1, "bal": 1, "at": utcnow(), "extra": 2},
                 ],
             )
+
+
+def test_returning_many_answers_each_row_in_order(database: Database) -> None:
+    """One value per row, in the rows' order, and None where ON CONFLICT DO NOTHING skipped the row (a key
+    already used); on PostgreSQL the rows go out as one pipeline."""
+    from coordinator.ledger.service import _INSERT_TX, _Idempotency, _transaction_row
+    from coordinator.ledger.tables import TRANSACTIONS
+
+    now = utcnow()
+
+    def row(key: str | None) -> dict[str, object]:
+        idem = None if key is None else _Idempotency("test", key, f"fp-{key}")
+        return _transaction_row("transfer", None, idem, f"memo {key}", now)
+
+    keys = ["a", None, "b", "a", "c", None]  # the second "a" conflicts with the first
+    with database.write() as session:
+        conn = session.connection()
+        insert = _INSERT_TX[conn.dialect.name]
+        ids = insert.returning_many(conn, [row(k) for k in keys])
+        assert ids[3] is None and all(isinstance(i, int) for n, i in enumerate(ids) if n != 3)
+        memos = dict(conn.execute(select(TRANSACTIONS.c.id, TRANSACTIONS.c.memo)).all())
+        assert [memos.get(i) for i in ids] == [
+            "memo a", "memo None", "memo b", None, "memo c", "memo None"
+        ]  # fmt: skip
+        assert len(set(ids) - {None}) == 5
+        assert insert.returning_many(conn, []) == []

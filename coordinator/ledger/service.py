@@ -656,17 +656,14 @@ class IdempotencyRace(RuntimeError):
 
 
 def _insert_transactions(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
-    """Insert transaction rows (one short statement each: SQLite cannot promise the order of a multi-row
-    RETURNING); their ids, in order. A key that a concurrent request committed since the caller looked
-    raises :class:`IdempotencyRace`, which rolls the caller's transaction back."""
-    insert_tx = _INSERT_TX[_dialect(conn)]
-    ids: list[int] = []
-    for row in rows:
-        tx_id = insert_tx.scalar(conn, row)
-        if tx_id is None:
-            raise IdempotencyRace("an idempotency key was used concurrently; run one by one")
-        ids.append(int(tx_id))
-    return ids
+    """Insert transaction rows, one short statement each (SQLite cannot promise the order of a multi-row
+    RETURNING; on PostgreSQL they go out as one pipeline, one round trip); their ids, in order. A key that
+    a concurrent request committed since the caller looked raises :class:`IdempotencyRace`, which rolls
+    the caller's transaction back."""
+    ids = _INSERT_TX[_dialect(conn)].returning_many(conn, rows)
+    if any(tx_id is None for tx_id in ids):
+        raise IdempotencyRace("an idempotency key was used concurrently; run one by one")
+    return [int(tx_id) for tx_id in ids]
 
 
 def post_many(
