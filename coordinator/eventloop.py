@@ -37,7 +37,8 @@ def loop_factory(choice: LoopChoice) -> tuple[str, LoopFactory]:
         if choice == "uvloop":
             raise EventLoopUnavailable(
                 "The uvloop event loop was asked for (--event-loop uvloop) but uvloop is not installed: "
-                "install it with 'pip install uvloop', or choose --event-loop asyncio."
+                "install it with 'pip install uvloop' (it exists for Linux and macOS), or choose "
+                "--event-loop asyncio."
             ) from exc
         return "asyncio", asyncio.new_event_loop
     new_loop: LoopFactory = uvloop.new_event_loop

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     )
     default_max_attempts: int = Field(3, gt=0, description="attempts per task before the job fails")
     replica_wait_s: int = Field(
-        600,
+        1800,
         gt=0,
         description="a task whose next replica no connected node's owner may run fails after this long",
     )

@@ -26,6 +26,7 @@ def _made_by(choice: str) -> tuple[str, str]:
         loop.close()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist for Windows")
 def test_auto_is_uvloop_where_installed_and_asyncio_on_request() -> None:
     assert _made_by("auto") == ("uvloop", "uvloop")  # a dependency on Linux: the CI machine has it
     assert _made_by("uvloop") == ("uvloop", "uvloop")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -172,12 +172,13 @@ class JobCancelled:
 
 @dataclass(frozen=True, slots=True)
 class CheckStranded:
-    """The owners with a node ready for work now. A task that already has replicas, and waits for more,
-    can only use a node of an owner who has none of them; when no ready owner qualifies it is stranded,
-    and after ``wait`` stranded it fails (a fleet of two owners never breaks a tie between them). With no
-    node ready at all nothing changes: the fleet is away, not too small."""
+    """The nodes ready for work now (what each can hold when idle), by owner. A task that already has
+    replicas, none of them still running, and waits for more can only use a node of an owner who has none
+    of them, where it did not fail before and that can hold it; when no ready node qualifies the task is
+    stranded, and after ``wait`` stranded it fails (a fleet of two owners never breaks a tie between them).
+    With no node ready at all, every wait starts again: the fleet is away, not too small."""
 
-    ready_owners: frozenset[int]
+    ready: Mapping[int, Sequence[NodeOffer]]  # owner id -> that owner's ready nodes
     wait: timedelta
 
 
@@ -349,8 +350,8 @@ class Scheduler:
                 for task_id in [t.task_id for t in self.tasks.values() if t.job_id == job_id]:
                     out += self._close(task_id)
                 return out
-            case CheckStranded(ready_owners, wait):
-                return self._check_stranded(ready_owners, wait, now)
+            case CheckStranded(ready, wait):
+                return self._check_stranded(ready, wait, now)
         raise TypeError(f"unknown event {event!r}")  # pragma: no cover
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -523,16 +524,17 @@ class Scheduler:
         return self._retry_or_fail(lease, reason)
 
     def _check_stranded(
-        self, ready_owners: frozenset[int], wait: timedelta, now: datetime
+        self, ready: Mapping[int, Sequence[NodeOffer]], wait: timedelta, now: datetime
     ) -> list[Decision]:
-        if not ready_owners:
-            return []
+        fleet = any(ready.values())
         out: list[Decision] = []
         for task in list(self.tasks.values()):
             if (
-                task.pending <= 0
+                not fleet
+                or task.pending <= 0
                 or not task.holders
-                or not ready_owners.issubset(task.holders.values())
+                or self.task_leases.get(task.task_id)  # a replica still runs: wait for its result
+                or self._could_take(task, ready)
             ):
                 task.stranded_since = None
                 continue
@@ -545,13 +547,28 @@ class Scheduler:
                 FailTask(
                     task.task_id,
                     f"Stranded: its next replica must run on a node of an owner who has not run this task "
-                    f"(replicas never share an owner), and for {wait.total_seconds():.0f} s every connected "
-                    f"node belonged to one of the {owners} owner(s) who had. Verifying it needs nodes of "
+                    f"(replicas never share an owner), and for {wait.total_seconds():.0f} s no connected "
+                    f"node could take it: each belonged to one of the {owners} owner(s) who had, had failed "
+                    f"it before, or was too small for it. Verifying it needs nodes of "
                     f"{owners + task.pending} different owners.",
                 )
             )
             out += self._close(task.task_id)
         return out
+
+    def _could_take(self, task: TaskEntry, ready: Mapping[int, Sequence[NodeOffer]]) -> bool:
+        """Whether some ready node, idle, could get one of the task's queued replicas. Stops at the first
+        node that qualifies: most owners hold no replica of a given task, so with a large fleet this is
+        quick for every task that is not stranded."""
+        held = set(task.holders.values())
+        failed = self._failed_on.get(task.task_id, ())
+        for owner, nodes in ready.items():
+            if owner in held:
+                continue
+            for node in nodes:
+                if node.node_id not in failed and node.fits(task.req, 0.0, 0.0, 0):
+                    return True
+        return False
 
     def _close(self, task_id: str) -> list[Decision]:
         task = self.tasks.get(task_id)

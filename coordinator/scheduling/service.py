@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -449,7 +449,7 @@ class Dispatcher:
         max_extra_replicas: int,
         max_output_bytes: int,
         default_max_attempts: int,
-        replica_wait_s: float = 600,
+        replica_wait_s: float = 1800,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
     ) -> None:
@@ -468,9 +468,9 @@ class Dispatcher:
         self.max_output_bytes = max_output_bytes
         self.default_max_attempts = default_max_attempts
         self.replica_wait = timedelta(seconds=replica_wait_s)
-        # node id -> (when it last polled, its owner), for nodes ready for work (not quarantined, with
-        # Docker): whose nodes a stranded task could still use (core.CheckStranded)
-        self._ready: dict[str, tuple[datetime, int]] = {}
+        # node id -> (when it last polled or heartbeat, what it can hold when idle), for nodes ready for
+        # work (not quarantined, with Docker): which nodes a stranded task could still use (CheckStranded)
+        self._ready: dict[str, tuple[datetime, core.NodeOffer]] = {}
         self._stranded_checked: datetime | None = None
         self.core = core.Scheduler(
             lease_ttl=timedelta(seconds=lease_ttl_s),
@@ -863,10 +863,7 @@ class Dispatcher:
         while True:
             now = self.clock()
             offer = self._offer(node, req)  # afresh: the node's trust may change during a long-poll
-            if offer.quarantined or not offer.docker:
-                self._ready.pop(node.id, None)
-            else:
-                self._ready[node.id] = (now, node.owner_id)
+            self._note_ready(node, offer, now)
             grants = [
                 d for d in self.core.handle(core.Poll(offer), now) if isinstance(d, core.Grant)
             ]
@@ -891,6 +888,24 @@ class Dispatcher:
             if remaining <= 0:
                 return []
             await self.wake.wait(WORK_TOPIC, remaining)
+
+    def _note_ready(self, node: Node, offer: core.NodeOffer, now: datetime) -> None:
+        """Remember a polling node as ready for work, with what it can hold when idle (its whole CPU and
+        memory; the most GPUs it has offered), or forget it when it may not take work."""
+        if offer.quarantined or not offer.docker:
+            self._ready.pop(node.id, None)
+            return
+        known = self._ready.get(node.id)
+        self._ready[node.id] = (
+            now,
+            replace(
+                offer,
+                cpu_cores=float(node.cpu_cores),
+                memory_gb=float(node.memory_gb),
+                gpus=max(offer.gpus, known[1].gpus if known else 0),
+                max_tasks=1,
+            ),
+        )
 
     def _in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -1026,6 +1041,9 @@ class Dispatcher:
         now = self.clock()
         self.metrics.heartbeats.inc()
         await self.liveness.touch(node.id, now)
+        ready = self._ready.get(node.id)
+        if ready is not None:  # a node busy with long tasks polls rarely; it is still there
+            self._ready[node.id] = (now, ready[1])
         decisions = self.core.handle(core.Renew(node.id, tuple(lease_ids)), now)
         told = self.cancelled.pop(node.id, set())
         cancelled = sorted(told)
@@ -1083,8 +1101,10 @@ class Dispatcher:
         cutoff = now - self.node_ttl
         for node_id in [n for n, (seen, _) in self._ready.items() if seen < cutoff]:
             del self._ready[node_id]
-        owners = frozenset(owner for _, owner in self._ready.values())
-        return self.core.handle(core.CheckStranded(owners, self.replica_wait), now)
+        ready: dict[int, list[core.NodeOffer]] = {}
+        for _, offer in self._ready.values():
+            ready.setdefault(offer.owner_id, []).append(offer)
+        return self.core.handle(core.CheckStranded(ready, self.replica_wait), now)
 
     def _persist_expiry(
         self, expired: list[core.Expire], failed: list[core.FailTask], now: datetime

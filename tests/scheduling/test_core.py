@@ -384,10 +384,19 @@ def _tied(s: Scheduler) -> None:
 WAIT = timedelta(seconds=600)
 
 
+def ready(*owners: int, **nodes: NodeOffer) -> CheckStranded:
+    """Owner ``o``'s node ``n<o>`` (a roomy one) is ready for work, for each owner given; ``nodes`` adds
+    other ready nodes by id."""
+    fleet: dict[int, list[NodeOffer]] = {o: [offer(f"n{o}", o)] for o in owners}
+    for node in nodes.values():
+        fleet.setdefault(node.owner_id, []).append(node)
+    return CheckStranded(fleet, WAIT)
+
+
 def test_a_tie_no_ready_owner_may_break_fails_after_the_wait() -> None:
     s = make_scheduler()
     _tied(s)
-    owners_1_2 = CheckStranded(frozenset({1, 2}), WAIT)
+    owners_1_2 = ready(1, 2)
     assert s.handle(owners_1_2, T0) == []  # stranded from now on
     assert s.handle(owners_1_2, T0 + WAIT - timedelta(seconds=1)) == []
     failed = s.handle(owners_1_2, T0 + WAIT)
@@ -398,28 +407,72 @@ def test_a_tie_no_ready_owner_may_break_fails_after_the_wait() -> None:
     assert poll(s, offer("n3", 3)) and s.queued_replicas() == 0
 
 
-def test_a_new_owner_resets_the_wait_and_an_empty_fleet_changes_nothing() -> None:
+def test_a_new_owner_resets_the_wait_and_an_empty_fleet_restarts_it() -> None:
     s = make_scheduler()
     _tied(s)
-    s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0)
-    assert s.handle(CheckStranded(frozenset(), WAIT), T0 + 2 * WAIT) == []  # nobody online: wait on
-    assert s.handle(CheckStranded(frozenset({1, 3}), WAIT), T0 + 2 * WAIT) == []  # owner 3 could
+    s.handle(ready(1, 2), T0)
+    assert s.handle(ready(), T0 + WAIT / 2) == []  # nobody online: the wait starts again...
+    assert s.handle(ready(1, 2), T0 + WAIT) == []  # ...from here
+    assert s.handle(ready(1, 2), T0 + 2 * WAIT - timedelta(seconds=1)) == []
+    assert s.handle(ready(1, 3), T0 + 2 * WAIT) == []  # owner 3 could: not stranded
     later = T0 + 3 * WAIT
-    assert s.handle(CheckStranded(frozenset({2}), WAIT), later) == []  # stranded again, from now
-    assert s.handle(CheckStranded(frozenset({2}), WAIT), later + WAIT / 2) == []
-    assert sorted(g.task_id for g in poll(s, offer("n3", 3, max_tasks=2))) == ["t1", "t2"]
+    assert s.handle(ready(2), later) == []  # stranded again, from now
+    assert s.handle(ready(2), later + WAIT / 2) == []
+    assert [type(d) for d in s.handle(ready(2), later + WAIT)] == [FailTask]
 
 
-def test_a_stranded_task_with_a_running_replica_cancels_it_when_it_fails() -> None:
+def test_a_task_waits_while_a_replica_still_runs() -> None:
+    """Its result may settle the task; the clock starts once every replica has reported."""
     s = make_scheduler()
     queue(s, task("t1", replicas=3))
     running = [*poll(s, offer("n1", 1)), *poll(s, offer("n2", 2))]
     s.handle(LeaseReported(running[0].lease_id), T0)
-    s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0)
-    out = s.handle(CheckStranded(frozenset({1, 2}), WAIT), T0 + WAIT)
-    assert [type(d) for d in out] == [FailTask, CancelLease]
-    assert out[1].lease_id == running[1].lease_id  # the replica still running on n2 is stopped
+    assert s.handle(ready(1, 2), T0) == []
+    assert s.handle(ready(1, 2), T0 + 2 * WAIT) == []  # n2's replica is still running
+    s.handle(LeaseReported(running[1].lease_id), T0 + 2 * WAIT)
+    assert s.handle(ready(1, 2), T0 + 2 * WAIT) == []
+    out = s.handle(ready(1, 2), T0 + 3 * WAIT)
+    assert [type(d) for d in out] == [FailTask]  # nothing left to cancel
     assert s.queued_replicas() == 0
+
+
+def test_a_new_owner_whose_only_node_failed_the_task_cannot_break_the_tie() -> None:
+    s = make_scheduler()
+    _tied(s)
+    # owner 3 takes the tie-breaker (and t2), and the tie-breaker's run fails on its only node
+    (grant,) = [g for g in poll(s, offer("n3", 3, max_tasks=2)) if g.task_id == "t1"]
+    s.handle(LeaseFailed(grant.lease_id, "crashed"), T0)
+    assert s.handle(ready(1, 2, 3), T0) == []
+    failed = s.handle(ready(1, 2, 3), T0 + WAIT)
+    assert [d.task_id for d in failed if isinstance(d, FailTask)] == ["t1"]
+    assert "had failed it before" in failed[0].reason
+
+
+def _gpu_tie() -> Scheduler:
+    """A GPU task run by owners 1 and 2 (nodes g1, g2), whose results disagreed: a third is asked for."""
+    s = make_scheduler()
+    queue(s, task("t1", replicas=2, req=Requirements(gpu_count=1, gpu_memory_gb=16)))
+    for node in (
+        offer("g1", 1, gpus=1, gpu_memory_gb=24),
+        offer("g2", 2, gpus=1, gpu_memory_gb=24),
+    ):
+        (grant,) = poll(s, node)
+        s.handle(LeaseReported(grant.lease_id), T0)
+    s.handle(MoreReplicas("t1", 1), T0)
+    return s
+
+
+def test_a_new_owner_too_small_for_the_task_cannot_break_the_tie() -> None:
+    s = _gpu_tie()
+    cpu_only = ready(1, 2, n3=offer("n3", 3))
+    assert s.handle(cpu_only, T0) == []
+    assert [type(d) for d in s.handle(cpu_only, T0 + WAIT)] == [FailTask]
+
+    s = _gpu_tie()  # a third owner whose node has a GPU: the task waits for it
+    gpu_node = offer("g3", 3, gpus=1, gpu_memory_gb=24)
+    with_gpu = ready(1, 2, g3=gpu_node)
+    assert s.handle(with_gpu, T0) == [] and s.handle(with_gpu, T0 + 2 * WAIT) == []
+    assert [g.task_id for g in poll(s, gpu_node)] == ["t1"]
 
 
 def test_more_replicas_for_a_closed_or_unknown_task_is_ignored() -> None:

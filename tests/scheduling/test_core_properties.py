@@ -471,27 +471,36 @@ def on_cancel(model: Model, s: Scheduler, job_id: str) -> None:
     assert not any(model.entries[t].job_id == job_id for t in model.pending)
 
 
-def on_stranded(model: Model, s: Scheduler, ready: frozenset[int], wait_s: int) -> None:
-    """A task fails when, for ``wait_s`` running, every ready owner already held a replica of it and it
-    still waited for more; with no owner ready nothing changes."""
+def on_stranded(model: Model, s: Scheduler, owners: frozenset[int], wait_s: int) -> None:
+    """A task fails when, for ``wait_s`` running, it waited for a replica with none running while no ready
+    node (both nodes of each owner in ``owners``, idle) could take it: each node's owner already held one,
+    the node failed the task, or it is too small. With no node ready, every wait starts again."""
     wait = timedelta(seconds=wait_s)
+    ready = {o: [n for n in HARDWARE if n.owner_id == o] for o in owners}
     decisions = s.handle(CheckStranded(ready, wait), model.now)
     doomed: list[str] = []
-    if ready:
-        for task_id, pending in model.pending.items():
-            held = set(model.holders[task_id].values())
-            if pending <= 0 or not held or not ready <= held:
-                model.stranded_since.pop(task_id, None)
-                continue
-            since = model.stranded_since.setdefault(task_id, model.now)
-            if model.now - since >= wait:
-                doomed.append(task_id)
-    assert [d.task_id for d in decisions if isinstance(d, FailTask)] == doomed
+    for task_id, pending in model.pending.items():
+        held = set(model.holders[task_id].values())
+        running = any(t == task_id for t, _, _ in model.leases.values())
+        usable = [
+            n
+            for o, nodes in ready.items()
+            if o not in held
+            for n in nodes
+            if n.node_id not in model.failed_on.get(task_id, set())
+            and fits(model.entries[task_id].req, n, 0.0, 0.0, 0)
+        ]
+        if not owners or pending <= 0 or not held or running or usable:
+            model.stranded_since.pop(task_id, None)
+            continue
+        since = model.stranded_since.setdefault(task_id, model.now)
+        if model.now - since >= wait:
+            doomed.append(task_id)
+    assert decisions == [FailTask(d, decisions[i].reason) for i, d in enumerate(doomed)]
     for task_id in doomed:
         model.failed[task_id] += 1
         model.close(task_id, decisions)
         model.stranded_since.pop(task_id, None)
-    assert len(decisions) == len(doomed) + sum(isinstance(d, CancelLease) for d in decisions)
 
 
 HANDLERS: dict[str, Callable[..., None]] = {

@@ -62,3 +62,47 @@ def test_a_tie_two_owners_cannot_break_fails_with_a_reason(db_url: str, tmp_path
         assert [t["verification"] for t in seen["tasks"]] == ["undecided"]
         assert balance(c, submitter) == 10 * CPT  # the whole escrow came back
         assert [balance(c, owner) for owner, _ in workers] == [0, 0]
+
+
+def test_a_busy_third_owner_that_heartbeats_keeps_the_tie_waiting(tmp_path: Path) -> None:
+    """A node busy with long tasks stops polling but heartbeats: it still counts as ready, so the tie waits
+    for it. Once it goes silent for a node TTL, the wait runs and the task fails."""
+    with RunningCoordinator.start(
+        db_url=f"sqlite:///{tmp_path / 'c.db'}",
+        data_dir=tmp_path,
+        replica_wait_s=2,
+        node_ttl_s=2,
+    ) as c:
+        dispatcher = c.coordinator.dispatcher
+        _, carol_token = c.signup("carol")
+        carol = StandInWorker(c, carol_token, "carol-pc")
+        assert run_on_loop(c, dispatcher.poll(carol.node, POLL)) == []  # ready; nothing queued yet
+        _, token = funded(c, "submitter")
+        job_id = submit(c, token, replicas=2, output_paths=[])
+        workers = []
+        for name, stdout in (("alice", b"heads\n"), ("bob", b"tails\n")):
+            _, owner_token = c.signup(name)
+            worker = StandInWorker(c, owner_token, f"{name}-pc")
+            assert worker.run_one({}, stdout, []) is not None
+            workers.append(worker)
+
+        def job_state() -> str:
+            with c.coordinator.db.read() as session:
+                job = session.get(Job, job_id)
+                assert job is not None
+                return job.state
+
+        until = time.monotonic() + 8  # four node TTLs, four waits
+        while time.monotonic() < until:
+            run_on_loop(c, dispatcher.heartbeat(carol.node, [], {}, "busy"))
+            for worker in workers:
+                run_on_loop(c, dispatcher.poll(worker.node, POLL))
+            time.sleep(0.3)
+        assert job_state() != JOB_FAILED  # carol's node may still take the tie-breaker
+
+        deadline = time.monotonic() + 30  # carol goes silent
+        while job_state() != JOB_FAILED and time.monotonic() < deadline:
+            for worker in workers:
+                run_on_loop(c, dispatcher.poll(worker.node, POLL))
+            time.sleep(0.3)
+        assert job_state() == JOB_FAILED
