@@ -61,3 +61,50 @@ def test_dispatch_statements_look_rows_up_by_key(
             assert not any(index in step for index in STATE_INDEXES), (sql, plan)
     finally:
         db.dispose()
+
+
+def test_idempotency_lookups_search_the_index_by_scope_and_key(database: Database) -> None:
+    """On both databases, with statistics that predate the table's growth (PostgreSQL's first
+    autoanalyze comes a minute in), each (scope, key) is found by an index search on both columns - not
+    by scope alone with every transaction of that scope filtered, which is what the lookup as
+    ``scope IN (...) AND key IN (...)`` got on PostgreSQL: a hot sender's whole history per batch."""
+    from coordinator.clock import utcnow
+    from coordinator.ledger import service as ledger
+    from tests.ledger.helpers import CPT, make_user
+
+    alice = make_user(database, "alice", grant_micro=10**6 * CPT)
+    make_user(database, "bob")
+    for n in range(40):  # 400 keyed transfers out of one account: one scope
+        with database.write() as session:
+            requests = [ledger.TransferRequest(alice, "bob", 1, f"k{n}-{i}") for i in range(10)]
+            ledger.transfer_many(session, requests, now=utcnow())
+    pairs = [(f"user:{alice}", "k3-1"), (f"user:{alice}", "absent"), (f"user:{alice}", "k7-9")]
+    with database.write() as session:
+        conn = session.connection()
+        assert ledger._used_pairs(conn, pairs) == {pairs[0], pairs[2]}
+        params = ledger._numbered("c", [c for c, _ in pairs]) | ledger._numbered(
+            "k", [k for _, k in pairs]
+        )
+        prepared = ledger._key_pairs(len(pairs))._prepare(conn, params)
+        assert prepared is not None
+        _compiled, sql, values = prepared
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        if conn.dialect.name == "sqlite":
+            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", values)
+            plan = [str(row[-1]) for row in cursor.fetchall()]
+            searches = [p for p in plan if p.startswith("SEARCH")]
+            assert len(searches) == len(pairs), plan
+            assert all("idempotency_scope=? AND idempotency_key=?" in p for p in searches), plan
+            assert not any(p.startswith("SCAN ledger_transactions") for p in plan), plan
+        else:
+            cursor.execute(f"EXPLAIN {sql}", values)
+            plan = [str(row[0]) for row in cursor.fetchall()]
+            conditions = [p.strip() for p in plan if "Index Cond" in p]
+            assert len(conditions) == len(pairs), plan
+            assert all("idempotency_scope" in c and "idempotency_key" in c for c in conditions), (
+                plan
+            )
+            assert not any("Filter" in p for p in plan), plan
+        cursor.close()

@@ -636,12 +636,6 @@ class PostingRequest:
     idempotency_key: str | None = None
 
 
-_FIND_KEYS = RawStatement(
-    select(TRANSACTIONS.c.idempotency_key).where(
-        TRANSACTIONS.c.idempotency_scope == bindparam("scope"),
-        TRANSACTIONS.c.idempotency_key.in_(bindparam("keys", expanding=True)),
-    )
-)
 _INSERT_ENTRY = RawStatement(insert(ENTRIES))
 _SET_BALANCE = RawStatement(
     update(ACCOUNTS)
@@ -705,11 +699,7 @@ def post_many(
     missing = sorted({acc for entries, _, _ in checked for acc, _ in entries} - set(balances))
     if missing:
         raise NotFound(f"Ledger account(s) {missing} do not exist.")
-    used = (
-        {str(k) for (k,) in _FIND_KEYS.rows(conn, {"scope": scope, "keys": keys})}
-        if keys
-        else set()
-    )
+    used = {key for _, key in _used_pairs(conn, [(scope, key) for key in keys])} if keys else set()
     running = {acc: balance for acc, (_, balance) in balances.items()}
     results: list[Posting | None] = []
     tx_rows: list[dict[str, object]] = []
@@ -985,15 +975,36 @@ def _lock_batch_wallets(senders: int, recipients: int) -> RawStatement:
     )
 
 
+# Pairs looked up per statement (SQLite allows 500 terms in a compound SELECT).
+_PAIRS_PER_LOOKUP = 100
+
+
 @functools.cache
-def _used_keys(scopes: int, keys: int) -> RawStatement:
-    # Both columns of the unique (scope, key) index, so the lookup is an index search, not a scan.
-    return RawStatement(
+def _key_pairs(n: int) -> RawStatement:
+    """Which of ``n`` (scope, key) pairs a transaction already holds: one equality probe of the unique
+    (scope, key) index per pair, joined with UNION ALL. Each probe names both columns with ``=``, so every
+    planner searches the index by both, whatever its statistics say. (``scope IN (...) AND key IN
+    (...)`` did not: PostgreSQL, with statistics older than the table's growth, searched by scope
+    alone and filtered every transaction of that scope - a hot sender's whole history per batch.)"""
+    probes = [
         select(TRANSACTIONS.c.idempotency_scope, TRANSACTIONS.c.idempotency_key).where(
-            TRANSACTIONS.c.idempotency_scope.in_([bindparam(f"c{i}") for i in range(scopes)]),
-            TRANSACTIONS.c.idempotency_key.in_([bindparam(f"k{i}") for i in range(keys)]),
+            TRANSACTIONS.c.idempotency_scope == bindparam(f"c{i}"),
+            TRANSACTIONS.c.idempotency_key == bindparam(f"k{i}"),
         )
-    )
+        for i in range(n)
+    ]
+    return RawStatement(probes[0] if n == 1 else union_all(*probes))
+
+
+def _used_pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (scope, key) pairs among ``pairs`` that a ledger transaction already holds."""
+    unique = sorted(set(pairs))
+    used: set[tuple[str, str]] = set()
+    for start in range(0, len(unique), _PAIRS_PER_LOOKUP):
+        chunk = unique[start : start + _PAIRS_PER_LOOKUP]
+        params = _numbered("c", [c for c, _ in chunk]) | _numbered("k", [k for _, k in chunk])
+        used.update((str(c), str(k)) for c, k in _key_pairs(len(chunk)).rows(conn, params))
+    return used
 
 
 def _numbered(prefix: str, values: Sequence[object]) -> dict[str, object]:
@@ -1030,14 +1041,7 @@ def transfer_many(
         batch.lock(checked)
         keyed = [(f"user:{r.sender_user_id}", key) for _, r, *_, key in checked if key is not None]
         if keyed:
-            scopes = sorted({scope for scope, _ in keyed})
-            keys = sorted({key for _, key in keyed})
-            batch.used = {
-                (str(scope), str(key))
-                for scope, key in _used_keys(len(scopes), len(keys)).rows(
-                    conn, _numbered("c", scopes) | _numbered("k", keys)
-                )
-            }
+            batch.used = _used_pairs(conn, keyed)
     for n, (i, r, amount, memo, key) in enumerate(checked):
         try:
             batch.add(i, r, amount, memo, key)
