@@ -4,9 +4,9 @@ Everything the coordinator serves passes through one event loop: gRPC's completi
 RPC's coroutine, the group commits of the ledger and of the dispatcher, the HTTP server. On the 2-core
 benchmark machine that loop is the busiest thread, and uvloop (libuv, in C) runs the same coroutines
 with less of the loop's own Python work per call: in interleaved ledger benchmark runs, 14 % more
-transfers per second at 8 clients and 12 % less coordinator CPU per transfer (docs/PERFORMANCE.md). Nothing in the coordinator depends on which loop it is;
-``--event-loop asyncio`` (or ``HIVEMIND_EVENT_LOOP=asyncio``) chooses the standard one, and the test suite
-runs on both.
+transfers per second at 8 clients and 12 % less coordinator CPU per transfer (docs/PERFORMANCE.md).
+Nothing in the coordinator depends on which loop it is; ``--event-loop asyncio`` (or
+``HIVEMIND_EVENT_LOOP=asyncio``) chooses the standard one, and the test suite runs on both.
 """
 
 from __future__ import annotations

@@ -88,9 +88,8 @@ RESULT_STATUSES = frozenset({"succeeded", "failed", "timeout", "oom", "output_to
 RUN_ERROR_STATUSES = frozenset({"error"})
 MAX_LOG_BYTES_PER_TASK = 1024 * 1024  # per lease: what a submitter can read back
 NODE_SEEN_WRITE_EVERY = timedelta(seconds=15)
-STRANDED_CHECK_EVERY = timedelta(
-    seconds=5
-)  # how often stranded tasks are looked for (core.CheckStranded)
+# How often stranded tasks are looked for (core.CheckStranded).
+STRANDED_CHECK_EVERY = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
