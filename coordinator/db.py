@@ -357,7 +357,8 @@ class _GroupCommit:
 
 class _LoopGroupCommit:
     """Group commit for callers on one event loop: while a group runs in the executor, new callers wait
-    in a list; when it ends, the next group takes everyone waiting. No thread waits for another."""
+    in a list; when it ends, the next group takes everyone waiting, one loop turn later, once the callers
+    it answered have resumed (and sent their replies). No thread waits for another."""
 
     def __init__(self, db: Database, loop: asyncio.AbstractEventLoop) -> None:
         self._db = db
@@ -451,8 +452,9 @@ class _LoopGroupCommit:
                 future.set_exception(item.error)
             else:
                 future.set_result(item.result)
-        if self._pending:
-            self._launch(executor)
+        if self._pending:  # on the next loop turn: the callers just answered send their replies first
+            self._running = True
+            self._loop.call_soon(self._launch, executor)
 
 
 class _OpenGroup:
