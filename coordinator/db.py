@@ -452,7 +452,7 @@ class _LoopGroupCommit:
                 future.set_exception(item.error)
             else:
                 future.set_result(item.result)
-        if self._pending:  # on the next loop turn: the callers just answered send their replies first
+        if self._pending:  # next loop turn: the callers just answered send their replies first
             self._running = True
             self._loop.call_soon(self._launch, executor)
 

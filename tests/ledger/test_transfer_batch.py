@@ -9,6 +9,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from coordinator.accounts.models import User
@@ -188,3 +189,30 @@ def test_a_shut_down_executor_fails_the_callers_instead_of_hanging(database: Dat
 
     with pytest.raises(RuntimeError, match="shutdown"):
         asyncio.run(run())
+
+
+def test_a_batch_larger_than_one_statement_writes_every_entry(database: Database) -> None:
+    """A batch whose entries and balances take more than one statement each (on PostgreSQL they go out
+    as multi-row statements of ledger._ROWS_PER_STATEMENT rows): every transfer lands with its two
+    entries and every wallet ends where transferring one by one leaves it."""
+    count = ledger._ROWS_PER_STATEMENT + 30  # 2 entries each: 2.6 statements' worth
+    payer = make_user(database, "payer", grant_micro=count * 3 * CPT)
+    payees = [make_user(database, f"payee{i}") for i in range(count)]
+    requests = [
+        ledger.TransferRequest(payer, f"payee{i}", (i % 3 + 1) * CPT, f"k{i}") for i in range(count)
+    ]
+    with database.write() as session:
+        results = ledger.transfer_many(session, requests, now=utcnow())
+    assert all(isinstance(r, ledger.TransferResult) and not r.replayed for r in results)
+    total = sum(r.amount_micro for r in requests)
+    assert balance(database, payer) == count * 3 * CPT - total
+    assert [balance(database, p) for p in payees] == [r.amount_micro for r in requests]
+    with database.read() as session:
+        entries = session.execute(
+            text("SELECT COUNT(*) FROM ledger_entries WHERE transaction_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": [r.transaction_id for r in results if isinstance(r, ledger.TransferResult)]},
+        ).scalar_one()
+    assert entries == 2 * count
+    assert audit(database) == []
