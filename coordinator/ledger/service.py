@@ -661,7 +661,10 @@ _ENTRY_COLUMNS = (
 def _insert_entry_rows(n: int) -> RawStatement:
     return RawStatement(
         insert(ENTRIES).values(
-            [{column: bindparam(f"{column}_{i}") for column in _ENTRY_COLUMNS} for i in range(n)]
+            [
+                {c: bindparam(f"{c}_{i}", type_=ENTRIES.c[c].type) for c in _ENTRY_COLUMNS}
+                for i in range(n)
+            ]  # typed each: SQLAlchemy types only the first row's parameters from the columns
         )
     )
 
