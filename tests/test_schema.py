@@ -49,17 +49,11 @@ def test_dispatch_statements_look_rows_up_by_key(
     try:
         statement: RawStatement = getattr(dispatch, name)
         with db.write() as session:
-            conn = session.connection()
-            prepared = statement._prepare(conn, params)
-            assert prepared is not None
-            _compiled, sql, values = prepared
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            plan = [str(row[-1]) for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", values)]
-        assert plan, sql
+            plan = _plan(session.connection(), statement, params)
+        assert plan, name
         for step in plan:
-            assert not step.startswith("SCAN"), (sql, plan)
-            assert not any(index in step for index in STATE_INDEXES), (sql, plan)
+            assert not step.startswith("SCAN"), (name, plan)
+            assert not any(index in step for index in STATE_INDEXES), (name, plan)
     finally:
         db.dispose()
 

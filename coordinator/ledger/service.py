@@ -26,7 +26,7 @@ import functools
 import hashlib
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -247,26 +247,29 @@ _INSERT_ACCOUNT = {
 }
 
 
-# A posting writes all its entries with one INSERT and all its balances with one UPDATE, each a single
-# statement (not an executemany, which on psycopg costs a pipeline sync and more Python per row). The
-# statements depend only on the number of entries, so they are built once per size.
+# Entries and balances written as few statements as possible: one multi-row INSERT and one UPDATE ... CASE
+# per _ROWS_PER_STATEMENT rows, built once per size (not an executemany, which on psycopg runs one
+# statement per row, each converted, sent and answered in Python). SQLite's executemany loops in C, so the
+# batch paths keep it there (_write_entries, _write_balances).
+_ROWS_PER_STATEMENT = 100
+_ENTRY_COLUMNS = (
+    "transaction_id",
+    "account_id",
+    "amount_micro",
+    "balance_after_micro",
+    "created_at",
+)
+
+
 @functools.cache
-def _insert_entries(n: int) -> RawStatement:
-    # INSERT ... SELECT ... UNION ALL SELECT ..., not a multi-row VALUES: SQLAlchemy cannot cache the
-    # compiled form of the latter and would compile it on every posting.
-    columns = ("transaction_id", "account_id", "amount_micro", "balance_after_micro", "created_at")
-    rows = [
-        select(
-            bindparam("tx_id", type_=ENTRIES.c.transaction_id.type),
-            bindparam(f"acc{i}", type_=ENTRIES.c.account_id.type),
-            bindparam(f"amount{i}", type_=ENTRIES.c.amount_micro.type),
-            bindparam(f"after{i}", type_=ENTRIES.c.balance_after_micro.type),
-            bindparam("now", type_=ENTRIES.c.created_at.type),
-        )
-        for i in range(n)
-    ]
+def _insert_entry_rows(n: int) -> RawStatement:
     return RawStatement(
-        insert(ENTRIES).from_select(columns, rows[0] if n == 1 else union_all(*rows))
+        insert(ENTRIES).values(
+            [
+                {c: bindparam(f"{c}_{i}", type_=ENTRIES.c[c].type) for c in _ENTRY_COLUMNS}
+                for i in range(n)
+            ]  # typed each: SQLAlchemy types only the first row's parameters from the columns
+        )
     )
 
 
@@ -277,6 +280,26 @@ def _set_balances(n: int) -> RawStatement:
     return RawStatement(
         update(ACCOUNTS).where(ACCOUNTS.c.id.in_(ids)).values(balance_micro=new_balance)
     )
+
+
+def _insert_entries(conn: Connection, rows: Sequence[Mapping[str, object]]) -> None:
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _ENTRY_COLUMNS}
+        _insert_entry_rows(len(chunk)).rowcount(conn, params)
+
+
+def _update_balances(conn: Connection, balances: Mapping[int, int]) -> None:
+    """Set each account's cached balance (account id -> balance); the rows are locked already."""
+    items = list(balances.items())
+    for start in range(0, len(items), _ROWS_PER_STATEMENT):
+        chunk = items[start : start + _ROWS_PER_STATEMENT]
+        params: dict[str, object] = {}
+        for i, (acc, after) in enumerate(chunk):
+            params[f"acc{i}"], params[f"after{i}"] = acc, after
+        updated = _set_balances(len(chunk)).rowcount(conn, params)
+        if updated != len(chunk):  # pragma: no cover - the rows are locked: only a bug gets here
+            raise RuntimeError(f"ledger: updated {updated} balances of {len(chunk)}; rolling back")
 
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serializes balance writers just the same but does not block
@@ -545,15 +568,20 @@ def _write(
                 "ledger: the transaction insert conflicted but no earlier one exists"
             )
         return replay
-    params: dict[str, object] = {"tx_id": tx_id, "now": now}
-    for i, ((acc, amount), (_, after)) in enumerate(zip(entries, new_balances, strict=True)):
-        params[f"acc{i}"] = acc
-        params[f"amount{i}"] = amount
-        params[f"after{i}"] = after
-    _insert_entries(len(entries)).rowcount(conn, params)
-    updated = _set_balances(len(entries)).rowcount(conn, params)
-    if updated != len(entries):  # pragma: no cover - the rows are locked: only a bug gets here
-        raise RuntimeError(f"ledger: updated {updated} balances of {len(entries)}; rolling back")
+    _insert_entries(
+        conn,
+        [
+            {
+                "transaction_id": tx_id,
+                "account_id": acc,
+                "amount_micro": amount,
+                "balance_after_micro": after,
+                "created_at": now,
+            }
+            for (acc, amount), (_, after) in zip(entries, new_balances, strict=True)
+        ],
+    )
+    _update_balances(conn, dict(new_balances))
     posted = conn.info.get(POSTED_KINDS)
     if (
         posted is not None
@@ -643,56 +671,23 @@ _SET_BALANCE = RawStatement(
     .values(balance_micro=bindparam("b_balance"))
 )
 
-# PostgreSQL: a batch's entries go in with one multi-row INSERT and its balances with one UPDATE (per
-# _ROWS_PER_STATEMENT). psycopg runs an executemany as a pipeline of one statement per row, each
-# converted, sent and answered in Python: a third of a transfer group's time in its DB thread. SQLite's
-# executemany loops in C, so SQLite keeps it.
-_ROWS_PER_STATEMENT = 100
-_ENTRY_COLUMNS = (
-    "transaction_id",
-    "account_id",
-    "amount_micro",
-    "balance_after_micro",
-    "created_at",
-)
-
-
-@functools.cache
-def _insert_entry_rows(n: int) -> RawStatement:
-    return RawStatement(
-        insert(ENTRIES).values(
-            [
-                {c: bindparam(f"{c}_{i}", type_=ENTRIES.c[c].type) for c in _ENTRY_COLUMNS}
-                for i in range(n)
-            ]  # typed each: SQLAlchemy types only the first row's parameters from the columns
-        )
-    )
-
 
 def _write_entries(conn: Connection, rows: list[dict[str, object]]) -> None:
-    if _dialect(conn) != "postgresql":
+    """A batch's entries: an executemany on SQLite, multi-row statements on PostgreSQL."""
+    if _dialect(conn) == "postgresql":
+        _insert_entries(conn, rows)
+    else:
         _INSERT_ENTRY.executemany(conn, rows)
-        return
-    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[start : start + _ROWS_PER_STATEMENT]
-        params = {f"{c}_{i}": row[c] for i, row in enumerate(chunk) for c in _ENTRY_COLUMNS}
-        _insert_entry_rows(len(chunk)).rowcount(conn, params)
 
 
 def _write_balances(conn: Connection, balances: dict[int, int]) -> None:
-    """Set each account's cached balance (account id -> balance); the rows are locked already."""
-    items = list(balances.items())
-    if _dialect(conn) != "postgresql":
-        _SET_BALANCE.executemany(conn, [{"b_id": acc, "b_balance": after} for acc, after in items])
-        return
-    for start in range(0, len(items), _ROWS_PER_STATEMENT):
-        chunk = items[start : start + _ROWS_PER_STATEMENT]
-        params: dict[str, object] = {}
-        for i, (acc, after) in enumerate(chunk):
-            params[f"acc{i}"], params[f"after{i}"] = acc, after
-        updated = _set_balances(len(chunk)).rowcount(conn, params)
-        if updated != len(chunk):  # pragma: no cover - the rows are locked: only a bug gets here
-            raise RuntimeError(f"ledger: updated {updated} balances of {len(chunk)}; rolling back")
+    """A batch's new balances (account id -> balance), as :func:`_write_entries` writes entries."""
+    if _dialect(conn) == "postgresql":
+        _update_balances(conn, balances)
+    else:
+        _SET_BALANCE.executemany(
+            conn, [{"b_id": acc, "b_balance": after} for acc, after in balances.items()]
+        )
 
 
 class IdempotencyRace(RuntimeError):
