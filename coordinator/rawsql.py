@@ -12,10 +12,17 @@ Expanding (``IN``-list) parameters are expanded here, once per list length, as S
 list is left to SQLAlchemy itself (it renders an empty-set expression). Selected columns are converted by
 their types' result processors (JSON text to objects, SQLite's datetime text to datetimes); the columns
 of ``RETURNING`` are not, so return only columns the driver already gives as wanted (integer ids).
+
+psycopg parses a statement's ``%(name)s`` marks again at every call once it has more than 50 parameters
+(it caches the parse only below that). Such a statement - the ledger's multi-row inserts and updates - is
+rewritten here once to PostgreSQL's own ``$1, $2, …`` and run on a ``RawCursor`` with its values in order,
+which psycopg sends as they are. Smaller statements keep the named marks: psycopg's cached parse costs less
+than building the ordered values (measured in docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,8 +40,10 @@ Processor = Callable[[Any], Any]
 class _Compiled:
     sql: str
     positions: tuple[str, ...] | None
-    """Parameter names in order, for drivers with positional parameters (SQLite's ``?``); None for
-    drivers that take a mapping (psycopg's ``%(name)s``)."""
+    """Parameter names in order, for positional parameters (SQLite's ``?``, PostgreSQL's ``$n``); None
+    for a mapping (``%(name)s``)."""
+    numbered: bool
+    """The SQL has PostgreSQL's ``$n`` marks, run on psycopg's ``RawCursor``."""
     processors: dict[str, Processor]
     constants: dict[str, Any]
     """Values written into the statement (``.values(state="x")``, ``col == "x"``), by parameter name."""
@@ -90,10 +99,20 @@ class RawStatement:
         selected = getattr(self.statement, "selected_columns", None)
         if selected is not None:
             row_type = _row_type([str(c.key) for c in selected])
-        positions = compiled.positiontup
+        sql = str(compiled)
+        positions = None if compiled.positiontup is None else tuple(compiled.positiontup)
+        numbered = (
+            dialect.driver == "psycopg"
+            and dialect.paramstyle == "pyformat"
+            and not expanding
+            and len(compiled.binds) > _PSYCOPG_CACHED_PARAMS
+        )
+        if numbered:
+            sql, positions = _numbered(sql)
         return _Compiled(
-            sql=str(compiled),
-            positions=None if positions is None else tuple(positions),
+            sql=sql,
+            positions=positions,
+            numbered=numbered,
             processors=processors,
             constants=constants,
             expanding=expanding,
@@ -138,8 +157,8 @@ class RawStatement:
             return compiled, sql, values
         return compiled, sql, tuple(values[n] if i < 0 else values[n][i] for n, i in positions)
 
-    def _cursor(self, conn: Connection, sql: str, values: Any) -> Any:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def _cursor(self, conn: Connection, compiled: _Compiled, sql: str, values: Any) -> Any:
+        cursor = _new_cursor(conn, compiled)
         try:
             cursor.execute(sql, values)
         except BaseException:
@@ -153,7 +172,7 @@ class RawStatement:
         if prepared is None:
             return list(conn.execute(self.statement, params).all())
         compiled, sql, values = prepared
-        cursor = self._cursor(conn, sql, values)
+        cursor = self._cursor(conn, compiled, sql, values)
         try:
             fetched = cursor.fetchall()
             if compiled.results is None:
@@ -191,8 +210,8 @@ class RawStatement:
         prepared = self._prepare(conn, params)
         if prepared is None:
             return int(conn.execute(self.statement, params).rowcount)
-        _, sql, values = prepared
-        cursor = self._cursor(conn, sql, values)
+        compiled, sql, values = prepared
+        cursor = self._cursor(conn, compiled, sql, values)
         try:
             return int(cursor.rowcount)
         finally:
@@ -203,10 +222,10 @@ class RawStatement:
         ``executemany``."""
         if not rows:
             return
-        sql, bound = self._bind_many(conn, rows)
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        compiled, bound = self._bind_many(conn, rows)
+        cursor = _new_cursor(conn, compiled)
         try:
-            cursor.executemany(sql, bound)
+            cursor.executemany(compiled.sql, bound)
         finally:
             cursor.close()
 
@@ -225,10 +244,10 @@ class RawStatement:
                 returned = self.rows(conn, row)
                 found.append(returned[0][0] if returned else None)
             return found
-        sql, bound = self._bind_many(conn, rows)
-        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        compiled, bound = self._bind_many(conn, rows)
+        cursor = _new_cursor(conn, compiled)
         try:
-            cursor.executemany(sql, bound, returning=True)
+            cursor.executemany(compiled.sql, bound, returning=True)
             values: list[Any] = []
             while True:
                 first = cursor.fetchone()
@@ -243,8 +262,8 @@ class RawStatement:
 
     def _bind_many(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]]
-    ) -> tuple[str, list[Any]]:
-        """The SQL and every row's driver parameters, for the driver's ``executemany``."""
+    ) -> tuple[_Compiled, list[Any]]:
+        """The compiled form and every row's driver parameters, for the driver's ``executemany``."""
         keys = frozenset(rows[0])
         compiled = self._compiled_for(conn.dialect, keys)
         if compiled.expanding:
@@ -268,12 +287,41 @@ class RawStatement:
                     values[name] = converted = processor(value)
                     last[name] = (value, converted)
             bound.append(values if positions is None else tuple(values[n] for n in positions))
-        return compiled.sql, bound
+        return compiled, bound
 
 
 def _row_type(names: list[str]) -> Any:
     """A named tuple class for rows of these columns (names that are not identifiers are renamed)."""
     return namedtuple("Row", names, rename=True)
+
+
+def _new_cursor(conn: Connection, compiled: _Compiled) -> Any:
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    if compiled.numbered:
+        from psycopg import RawCursor
+
+        return RawCursor(dbapi_connection)
+    return dbapi_connection.cursor()
+
+
+# psycopg caches its parse of a statement's marks only for up to this many parameters
+# (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS).
+_PSYCOPG_CACHED_PARAMS = 50
+_PYFORMAT_MARK = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with PostgreSQL's ``$1, $2, …`` for its pyformat marks (and ``%%`` back to ``%``), and the
+    parameter each ``$n`` takes."""
+    order: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "%"
+        order.append(match.group(1))
+        return f"${len(order)}"
+
+    return _PYFORMAT_MARK.sub(mark, sql), tuple(order)
 
 
 def _expand(

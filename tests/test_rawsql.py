@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, literal_column, select
 
 from coordinator.clock import utcnow
 from coordinator.db import Database
-from coordinator.ledger.tables import ACCOUNTS
+from coordinator.ledger.tables import ACCOUNTS, USERS
 from coordinator.rawsql import RawStatement
 from tests.ledger.helpers import CPT, make_user
 
@@ -55,6 +55,40 @@ def test_lists_and_column_types_read_as_sqlalchemy_reads_them(database: Database
             assert got == [tuple(r) for r in conn.execute(listed, {"ids": chosen})]
             assert all(isinstance(r.created_at, datetime) for r in got)
         assert [r.user_id for r in raw.rows(conn, {"ids": ids})] == sorted(ids)
+
+
+@pytest.mark.parametrize("extra", [0, 60])
+def test_percent_signs_repeated_parameters_and_many_parameters_bind_in_place(
+    database: Database, extra: int
+) -> None:
+    """A statement of more than 50 parameters runs on psycopg with PostgreSQL's numbered marks (psycopg
+    would parse its named ones at every call): a literal ``%`` stays one and a parameter used twice gets
+    its value in both places, as with the named marks of a smaller statement."""
+    ids = [make_user(database, name) for name in ("pa", "pb", "qc", "pd")]
+    padding = [bindparam(f"pad{k}", type_=Integer) for k in range(extra)]
+    listed = (
+        select(USERS.c.username, literal_column("'100%'").label("share"))
+        .where(
+            USERS.c.username.like(literal_column("'p%'")),
+            USERS.c.id >= bindparam("low", type_=Integer),
+            USERS.c.id.notin_(padding) if padding else USERS.c.id > 0,
+            USERS.c.id != bindparam("skip", type_=Integer),
+            USERS.c.id <= bindparam("low", type_=Integer) + 2,
+        )
+        .order_by(USERS.c.username)
+    )
+    raw = RawStatement(listed)
+    pads = {f"pad{k}": -k for k in range(extra)}
+    with database.read() as session:
+        conn = session.connection()
+        for low, skip, expected in ((ids[0], ids[1], ["pa"]), (ids[1], 0, ["pb", "pd"])):
+            params = {"low": low, "skip": skip, **pads}
+            rows = raw.rows(conn, params)
+            assert [r.username for r in rows] == expected
+            assert all(r.share == "100%" for r in rows)
+            assert rows == [tuple(r) for r in conn.execute(listed, params)]
+        numbered = any(c.numbered for c in raw._compiled.values())
+        assert numbered == (conn.dialect.name == "postgresql" and extra > 50)
 
 
 def test_executemany_converts_each_rows_values(database: Database) -> None:

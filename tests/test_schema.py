@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from coordinator.db import Database
 from coordinator.models import metadata
-from coordinator.rawsql import RawStatement
+from coordinator.rawsql import RawStatement, _new_cursor
 from coordinator.scheduling import service as dispatch
 
 
@@ -70,10 +70,10 @@ def _plan(
     there is another way (whether an index path exists at all, whatever the table's size)."""
     prepared = statement._prepare(conn, params)
     assert prepared is not None
-    _compiled, sql, values = prepared
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor()
+    compiled, sql, values = prepared
+    cursor = _new_cursor(
+        conn, compiled
+    )  # the statement's own kind of cursor, for its kind of marks
     try:
         if conn.dialect.name == "sqlite":
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}", values)

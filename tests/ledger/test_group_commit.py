@@ -8,7 +8,8 @@ import random
 import threading
 from typing import Any
 
-from sqlalchemy import event
+import pytest
+from sqlalchemy import event, text
 from sqlmodel import Session
 
 from coordinator.clock import utcnow
@@ -116,3 +117,19 @@ def test_grouped_transfers_and_ordered_postings_do_not_deadlock(database: Databa
     held = next(v for k, v in snapshot(database).balances.items() if k.endswith("job-1"))
     assert wallets_total + held == 600 * CPT
     assert audit(database) == []
+
+
+def test_postgres_writes_reuse_the_connection_returned_last(database: Database) -> None:
+    """The loop's groups write one after another; each takes the connection the last one returned (the
+    pool is LIFO), whose backend is warm and has the ledger's statements prepared, not the one that has
+    waited longest in the pool."""
+    if database.is_sqlite:
+        pytest.skip("PostgreSQL's connection pool; SQLite writes on its own connection")
+    backend = text("SELECT pg_backend_pid()")
+    with database.engine.connect() as first, database.engine.connect() as second:
+        older, newer = first.execute(backend).scalar(), second.execute(backend).scalar()
+        first.close()  # back in the pool first: it has waited longest when the writes start
+    assert older != newer
+    for _ in range(3):
+        with database.write() as session:
+            assert session.connection().execute(backend).scalar() == newer
