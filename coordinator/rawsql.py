@@ -14,7 +14,7 @@ their types' result processors (JSON text to objects, SQLite's datetime text to 
 of ``RETURNING`` are not, so return only columns the driver already gives as wanted (integer ids).
 
 psycopg parses a statement's ``%(name)s`` marks again at every call once it has more than 50 parameters
-(it caches the parse only below that). Such a statement - the ledger's multi-row inserts and updates - is
+or 4,096 bytes of SQL (it caches the parse only below that). Such a statement - the ledger's multi-row inserts and updates - is
 rewritten here once to PostgreSQL's own ``$1, $2, …`` and run on a ``RawCursor`` with its values in order,
 which psycopg sends as they are. Smaller statements keep the named marks: psycopg's cached parse costs less
 than building the ordered values (measured in docs/PERFORMANCE.md).
@@ -105,7 +105,10 @@ class RawStatement:
             dialect.driver == "psycopg"
             and dialect.paramstyle == "pyformat"
             and not expanding
-            and len(compiled.binds) > _PSYCOPG_CACHED_PARAMS
+            and (
+                len(compiled.binds) > _PSYCOPG_CACHED_PARAMS
+                or len(sql.encode()) > _PSYCOPG_CACHED_LENGTH
+            )
         )
         if numbered:
             sql, positions = _numbered(sql)
@@ -304,10 +307,13 @@ def _new_cursor(conn: Connection, compiled: _Compiled) -> Any:
     return dbapi_connection.cursor()
 
 
-# psycopg caches its parse of a statement's marks only for up to this many parameters
-# (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS).
+# psycopg caches its parse of a statement's marks only up to this many parameters and bytes of SQL
+# (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS and MAX_CACHED_STATEMENT_LENGTH).
 _PSYCOPG_CACHED_PARAMS = 50
-_PYFORMAT_MARK = re.compile(r"%\((\w+)\)s|%%")
+_PSYCOPG_CACHED_LENGTH = 4096
+_PYFORMAT_MARK = re.compile(
+    r"%\(([^)]+)\)s|%%"
+)  # a name is anything up to ")", as psycopg reads it
 
 
 def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:

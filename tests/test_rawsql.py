@@ -57,19 +57,21 @@ def test_lists_and_column_types_read_as_sqlalchemy_reads_them(database: Database
         assert [r.user_id for r in raw.rows(conn, {"ids": ids})] == sorted(ids)
 
 
-@pytest.mark.parametrize("extra", [0, 60])
+@pytest.mark.parametrize(("extra", "long"), [(0, False), (60, False), (10, True)])
 def test_percent_signs_repeated_parameters_and_many_parameters_bind_in_place(
-    database: Database, extra: int
+    database: Database, extra: int, long: bool
 ) -> None:
-    """A statement of more than 50 parameters runs on psycopg with PostgreSQL's numbered marks (psycopg
-    would parse its named ones at every call): a literal ``%`` stays one and a parameter used twice gets
-    its value in both places, as with the named marks of a smaller statement."""
+    """A statement of more than 50 parameters or 4 KB runs on psycopg with PostgreSQL's numbered marks
+    (psycopg would parse its named ones at every call): a literal ``%`` stays one, a parameter used twice
+    gets its value in both places, and a name with a dash is found, as with a smaller statement's marks."""
     ids = [make_user(database, name) for name in ("pa", "pb", "qc", "pd")]
-    padding = [bindparam(f"pad{k}", type_=Integer) for k in range(extra)]
+    padding = [bindparam(f"pad-{k}", type_=Integer) for k in range(extra)]
+    filler = literal_column("'" + "x" * (4200 if long else 10) + "'")
     listed = (
         select(USERS.c.username, literal_column("'100%'").label("share"))
         .where(
             USERS.c.username.like(literal_column("'p%'")),
+            USERS.c.username != filler,
             USERS.c.id >= bindparam("low", type_=Integer),
             USERS.c.id.notin_(padding) if padding else USERS.c.id > 0,
             USERS.c.id != bindparam("skip", type_=Integer),
@@ -78,7 +80,7 @@ def test_percent_signs_repeated_parameters_and_many_parameters_bind_in_place(
         .order_by(USERS.c.username)
     )
     raw = RawStatement(listed)
-    pads = {f"pad{k}": -k for k in range(extra)}
+    pads = {f"pad-{k}": -k for k in range(extra)}
     with database.read() as session:
         conn = session.connection()
         for low, skip, expected in ((ids[0], ids[1], ["pa"]), (ids[1], 0, ["pb", "pd"])):
@@ -88,7 +90,7 @@ def test_percent_signs_repeated_parameters_and_many_parameters_bind_in_place(
             assert all(r.share == "100%" for r in rows)
             assert rows == [tuple(r) for r in conn.execute(listed, params)]
         numbered = any(c.numbered for c in raw._compiled.values())
-        assert numbered == (conn.dialect.name == "postgresql" and extra > 50)
+        assert numbered == (conn.dialect.name == "postgresql" and (extra > 50 or long))
 
 
 def test_executemany_converts_each_rows_values(database: Database) -> None:
