@@ -8,7 +8,8 @@ process drives it over real gRPC: it registers the workers (spread over several 
 replicas of a task never go to the same owner), submits the jobs as arrays (HTCondor's ``queue N``: one
 SubmitJob carries ``--array-size`` tasks, each an independent job with its own verified result), and runs
 every worker as a coroutine that long-polls for up to ``--slots`` leases at once, "runs" them instantly, and
-reports them in one batch. Nothing runs in a container: this measures the coordinator's dispatch path —
+reports them in one batch with its next poll (``PollTasksRequest.results``, as the worker engine does;
+``--separate-reports`` sends them in a ReportResults call of their own instead). Nothing runs in a container: this measures the coordinator's dispatch path —
 leasing, verification (including the cross-check replicas that untrusted nodes get), payments through the
 ledger, and job completion.
 
@@ -116,19 +117,34 @@ class Stats:
 
 
 async def simulated_worker(
-    channel: grpc.aio.Channel, credential: str, slots: int, stats: Stats, stop: asyncio.Event
+    channel: grpc.aio.Channel,
+    credential: str,
+    slots: int,
+    stats: Stats,
+    stop: asyncio.Event,
+    separate_reports: bool = False,
 ) -> None:
+    """Poll for up to ``slots`` leases, "run" them instantly, and send their results with the next poll
+    (or, with ``separate_reports``, in a ReportResults call of their own before it)."""
     stub = worker_pb2_grpc.WorkerServiceStub(channel)
     md = (("authorization", f"Bearer {credential}"),)
-    while not stop.is_set():
+    finished: list[worker_pb2.TaskResult] = []
+    while True:
+        if separate_reports and finished:
+            await stub.ReportResults(worker_pb2.ReportResultsRequest(results=finished), metadata=md)
+            stats.reports += len(finished)
+            finished = []
+        if stop.is_set() and not finished:
+            return
         try:
             reply = await stub.PollTasks(
                 worker_pb2.PollTasksRequest(
                     max_tasks=slots,
                     free_cpu_cores=slots,
                     free_memory_gb=8,
-                    wait_s=2,
+                    wait_s=0 if stop.is_set() else 2,
                     docker_available=True,
+                    results=finished,
                 ),
                 metadata=md,
             )
@@ -136,14 +152,15 @@ async def simulated_worker(
             if stop.is_set():
                 return
             raise RuntimeError(f"poll failed: {exc.details()}") from exc
-        if not reply.leases:
-            continue
+        if len(reply.outcomes) != len(finished):
+            raise RuntimeError("the poll answered a different number of results than it was sent")
+        stats.reports += len(finished)
         now = time.perf_counter()
         for lease in reply.leases:
             stats.leases += 1
             stats.first_lease.setdefault(lease.task_id, now)
             stats.task_job[lease.task_id] = lease.job_id
-        results = [
+        finished = [
             worker_pb2.TaskResult(
                 lease_id=lease.lease_id,
                 status="succeeded",
@@ -155,8 +172,6 @@ async def simulated_worker(
             )
             for lease in reply.leases
         ]
-        await stub.ReportResults(worker_pb2.ReportResultsRequest(results=results), metadata=md)
-        stats.reports += len(results)
 
 
 async def run(args: argparse.Namespace) -> dict[str, float]:
@@ -190,7 +205,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(
-            simulated_worker(channels[i % len(channels)], cred, args.slots, stats, stop)
+            simulated_worker(
+                channels[i % len(channels)], cred, args.slots, stats, stop, args.separate_reports
+            )
         )
         for i, cred in enumerate(credentials)
     ]
@@ -424,6 +441,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--slots", type=int, default=4, help="leases a simulated worker takes per poll"
+    )
+    parser.add_argument(
+        "--separate-reports",
+        action="store_true",
+        help="report results with ReportResults before the next poll (default: with the poll itself)",
     )
     parser.add_argument(
         "--array-size", type=int, default=1000, help="tasks per SubmitJob (1 = one job per call)"

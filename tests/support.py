@@ -13,7 +13,14 @@ import httpx
 
 from coordinator.server import BackgroundCoordinator
 from coordinator.settings import Settings
-from shared_proto.v1 import nodes_pb2_grpc, tokens_pb2_grpc, users_pb2, users_pb2_grpc
+from shared_proto.v1 import (
+    nodes_pb2,
+    nodes_pb2_grpc,
+    tokens_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+    worker_pb2_grpc,
+)
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
@@ -100,3 +107,17 @@ def auth(token: str) -> tuple[tuple[str, str], ...]:
 def bearer(token: str) -> dict[str, str]:
     """HTTP headers carrying an access token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def grpc_worker(
+    c: RunningCoordinator, owner: str
+) -> tuple[worker_pb2_grpc.WorkerServiceStub, tuple[tuple[str, str], ...]]:
+    """A new user ``owner`` registers an 8-core node; its WorkerService stub and credential metadata."""
+    _, token = c.signup(owner)
+    reply = c.nodes.RegisterWorkerNode(
+        nodes_pb2.RegisterWorkerNodeRequest(
+            hostname=f"{owner}-pc", cpu_cores=8, memory_gb=16.0, cpu_score=800.0, docker_status=True
+        ),
+        metadata=auth(token),
+    )
+    return worker_pb2_grpc.WorkerServiceStub(c.channel), auth(reply.node_credential)

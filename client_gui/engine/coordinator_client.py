@@ -261,6 +261,10 @@ class PollResult:
     leases: tuple[Lease, ...]
     heartbeat_interval_s: int
     """0 when the coordinator suggested none (or the poll was interrupted)."""
+    outcomes: tuple[ReportOutcome, ...] = ()
+    """The answers to the results the poll carried."""
+    answered: bool = True
+    """False when the poll was interrupted: whether the results it carried were recorded is unknown."""
 
 
 @dataclass(frozen=True)
@@ -523,14 +527,17 @@ class CoordinatorClient(_Channel):
         docker_available: bool = True,
         allow_network: bool = False,
         should_abort: Callable[[], bool] = lambda: False,
+        results: Sequence[TaskReport] = (),
     ) -> PollResult:
-        """Long-poll for up to ``max_tasks`` leases that fit the free resources.
+        """Long-poll for up to ``max_tasks`` leases that fit the free resources, first reporting
+        ``results`` (finished leases) as :meth:`report_results` would.
 
-        Returns early, with no leases, after :meth:`interrupt_poll` or when ``should_abort()`` is true
-        once the call is in flight (the worker pauses or stops).
+        Returns early, with no leases and ``answered`` false, after :meth:`interrupt_poll` or when
+        ``should_abort()`` is true once the call is in flight (the worker pauses or stops).
         """
         wait_s = max(0.0, min(wait_s, MAX_POLL_WAIT_S))
         request = worker_pb2.PollTasksRequest(
+            results=[_report_to_pb(r) for r in results],
             max_tasks=max_tasks,
             free_cpu_cores=free_cpu_cores,
             free_memory_gb=free_memory_gb,
@@ -550,10 +557,10 @@ class CoordinatorClient(_Channel):
         try:
             response = future.result()
         except grpc.FutureCancelledError:
-            return PollResult((), 0)
+            return PollResult((), 0, answered=False)
         except grpc.RpcError as exc:
             if isinstance(exc, grpc.Call) and exc.code() is grpc.StatusCode.CANCELLED:
-                return PollResult((), 0)
+                return PollResult((), 0, answered=False)
             raise _translate(exc, self.target, "hand out work") from None
         finally:
             with self._lock:
@@ -561,6 +568,7 @@ class CoordinatorClient(_Channel):
         return PollResult(
             tuple(_lease_from_pb(lease) for lease in response.leases),
             int(response.heartbeat_interval_s),
+            tuple(ReportOutcome(o.lease_id, o.outcome, o.reason) for o in response.outcomes),
         )
 
     def interrupt_poll(self) -> None:

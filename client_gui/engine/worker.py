@@ -10,7 +10,8 @@ Threads (all named ``hivemind-*``, all ended and joined by :meth:`Worker.stop`):
 * ``hivemind-worker``: registers, then long-polls for leases while slots are free and not paused;
 * ``hivemind-heartbeat``: renews leases and liveness; stops leases the coordinator cancelled;
 * ``hivemind-logs``: batches task log lines into AppendLogs (every 0.5 s or 64 lines);
-* ``hivemind-results``: batches results that finish close together into ReportResults, retrying offline;
+* ``hivemind-results``: batches results that finish close together into ReportResults, retrying offline,
+  unless the poll loop takes them first: a freed slot asks for work at once, with the result in that poll;
 * ``hivemind-lease-<id>``: one per lease: download inputs, run the container, upload outputs.
 
 Tasks only ever run inside a container: when Docker or the image is missing the executor answers
@@ -19,6 +20,7 @@ Tasks only ever run inside a container: when Docker or the image is missing the 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
@@ -658,28 +660,43 @@ class Worker:
                 continue
             docker = self._docker_status()
             started = time.monotonic()
+            # Results that just finished go with this poll (one call, not two). Then it does not wait
+            # for work, so that their answers come back now; the next poll waits.
+            carried = self._results.take(RESULT_BATCH_MAX)
             try:
                 result = self.client.poll(
                     max_tasks=self._free_slots(),
                     free_cpu_cores=free_cpu,
                     free_memory_gb=free_memory,
                     free_gpus=free_gpus,
-                    wait_s=self.poll_wait_s,
+                    wait_s=0.0 if carried else self.poll_wait_s,
                     docker_available=docker.available,
                     allow_network=limits.allow_network,
                     should_abort=self._poll_should_abort,
+                    results=[report for _, report in carried],
                 )
             except CoordinatorUnreachable as exc:
+                self._results.give_back(carried)
                 self._wait_offline(exc, backoff)
                 continue
             except NotAuthenticated as exc:
+                self._results.give_back(carried)
                 self._credential_refused(exc)
                 continue
             except CoordinatorError as exc:
+                self._results.give_back(carried)
+                if carried and not exc.transient:
+                    continue  # refused for a result: the reporter sends them one by one; poll again
                 delay = backoff.next_delay()
                 self._emit(Error(f"{exc.message.rstrip('.')}; trying again in {delay:.0f} s."))
                 self._sleep(delay)
                 continue
+            if not result.answered:
+                self._results.give_back(
+                    carried
+                )  # recorded or not: a repeat is answered "duplicate"
+            elif carried:
+                self._results.settle(carried, list(result.outcomes))
             backoff.reset()
             self._set_online()
             if result.heartbeat_interval_s > 0:
@@ -687,7 +704,11 @@ class Worker:
                     self._heartbeat_s = float(result.heartbeat_interval_s)
             for lease in result.leases:
                 self._accept(lease, limits)
-            if not result.leases and time.monotonic() - started < MIN_POLL_INTERVAL_S:
+            if (
+                not result.leases
+                and not carried
+                and time.monotonic() - started < MIN_POLL_INTERVAL_S
+            ):
                 self._sleep(MIN_POLL_INTERVAL_S)
 
     def _poll_should_abort(self) -> bool:
@@ -1261,8 +1282,10 @@ class _LogShipper:
 
 
 class _ResultReporter:
-    """Delivers task reports: waits RESULT_BATCH_WINDOW_S after one arrives for others to join it,
-    sends them in one ReportResults, and retries with backoff while the coordinator is unreachable."""
+    """Delivers task reports. A result waits RESULT_BATCH_WINDOW_S after it arrives: if the poll loop asks
+    for work meanwhile, it takes the result along in its poll (:meth:`take`), one call instead of two;
+    otherwise the results still waiting go out together in one ReportResults, retried with backoff while
+    the coordinator is unreachable. Results a poll could not deliver come back here (:meth:`give_back`)."""
 
     def __init__(
         self,
@@ -1271,7 +1294,12 @@ class _ResultReporter:
     ) -> None:
         self.client = client
         self._on_outcome = on_outcome
-        self._queue: queue.Queue[tuple[_LeaseRun, TaskReport] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._open: collections.deque[tuple[_LeaseRun, TaskReport]] = collections.deque()
+        """Waiting, not claimed: the poll loop may take them."""
+        self._returned: list[tuple[_LeaseRun, TaskReport]] = []
+        """Given back by the poll loop: only this reporter sends them."""
+        self._stop_requested = False
         self._thread = threading.Thread(target=self._run, name="hivemind-results", daemon=True)
         self._stop_by: float | None = None
         self._wake = threading.Event()
@@ -1285,13 +1313,46 @@ class _ResultReporter:
             # The loop never got going (or is gone): nobody will deliver it.
             self._on_outcome(run, report, "not_reported", "The worker stopped before reporting.")
             return
-        self._queue.put((run, report))
+        with self._cond:
+            self._open.append((run, report))
+            self._cond.notify_all()
+
+    def take(self, limit: int) -> list[tuple[_LeaseRun, TaskReport]]:
+        """Results nobody is sending yet, for the poll loop to send with its poll (none once stopping)."""
+        with self._cond:
+            if self._stop_requested:
+                return []
+            return [self._open.popleft() for _ in range(min(limit, len(self._open)))]
+
+    def give_back(self, taken: list[tuple[_LeaseRun, TaskReport]]) -> None:
+        """Results a poll did not deliver (or whose delivery is unknown: a repeat is answered
+        ``duplicate``): this reporter sends them."""
+        if not taken:
+            return
+        if not self._thread.is_alive():
+            for run, report in taken:
+                self._on_outcome(
+                    run, report, "not_reported", "The worker stopped before reporting."
+                )
+            return
+        with self._cond:
+            self._returned.extend(taken)
+            self._cond.notify_all()
+        self._wake.set()
+
+    def settle(
+        self, taken: list[tuple[_LeaseRun, TaskReport]], outcomes: list[ReportOutcome]
+    ) -> None:
+        """Results a poll delivered, with the coordinator's answers."""
+        self._settle(taken, outcomes)
 
     def stop(self, flush_timeout_s: float) -> None:
         if not self._thread.is_alive():
             return
         self._stop_by = time.monotonic() + flush_timeout_s
-        self._queue.put(None)
+        with self._cond:
+            self._stop_requested = True
+            self._cond.notify_all()
         self._wake.set()
         self._thread.join()
 
@@ -1300,13 +1361,7 @@ class _ResultReporter:
         backoff = Backoff(maximum_s=30.0)
         stopping = False
         while True:
-            if not pending and not stopping:
-                item = self._queue.get()
-                if item is None:
-                    stopping = True
-                else:
-                    pending.append(item)
-            stopping = self._collect(pending, stopping)
+            stopping = self._claim(pending, wait=not pending and not stopping)
             if pending:
                 if self._send(pending):
                     backoff.reset()
@@ -1318,31 +1373,36 @@ class _ResultReporter:
                     self._wake.clear()
                     continue
             if stopping and (not pending or time.monotonic() >= (self._stop_by or 0.0)):
+                with self._cond:
+                    pending.extend(self._returned)
+                    pending.extend(self._open)
+                    self._returned.clear()
+                    self._open.clear()
                 for run, report in pending:
                     self._on_outcome(
                         run, report, "not_reported", "The coordinator could not be reached."
                     )
                 return
 
-    def _collect(self, pending: list[tuple[_LeaseRun, TaskReport]], stopping: bool) -> bool:
-        """Gather results that finish close together; returns whether a stop was requested."""
-        window_end = time.monotonic() + (0.0 if stopping else RESULT_BATCH_WINDOW_S)
-        while len(pending) < RESULT_BATCH_MAX:
-            remaining = window_end - time.monotonic()
-            try:
-                item = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-            if item is None:
-                stopping = True
-                window_end = time.monotonic()
-            else:
-                pending.append(item)
-        return stopping
+    def _claim(self, pending: list[tuple[_LeaseRun, TaskReport]], wait: bool) -> bool:
+        """Claim results to send: with ``wait``, block until one arrives, then leave the poll loop the batch
+        window to take it along. Returns whether a stop was requested."""
+        with self._cond:
+            if wait:
+                while not self._open and not self._returned and not self._stop_requested:
+                    self._cond.wait()
+            if self._open and not self._returned and not self._stop_requested:
+                window_end = time.monotonic() + RESULT_BATCH_WINDOW_S
+                while not self._stop_requested and not self._returned:
+                    remaining = window_end - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            pending.extend(self._returned)
+            self._returned.clear()
+            while self._open and len(pending) < RESULT_BATCH_MAX:
+                pending.append(self._open.popleft())
+            return self._stop_requested
 
     def _send(self, pending: list[tuple[_LeaseRun, TaskReport]]) -> bool:
         """Report everything pending; True when done (delivered or refused for good)."""

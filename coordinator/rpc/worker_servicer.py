@@ -4,7 +4,7 @@ dispatcher (coordinator/scheduling/service.py) holds the behaviour."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -66,7 +66,11 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
     async def PollTasks(
         self, request: worker_pb2.PollTasksRequest, context: Context
     ) -> worker_pb2.PollTasksResponse:
+        """Record the results the node sends along (as ReportResults), then long-poll for leases."""
         node = await self.node(context)
+        outcomes: list[worker_pb2.ReportOutcome] = []
+        if request.results:
+            outcomes = await self._report(node, request.results, context)
         req = PollRequest(
             max_tasks=request.max_tasks or 1,
             free_cpu_cores=request.free_cpu_cores,
@@ -80,6 +84,7 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
         return worker_pb2.PollTasksResponse(
             leases=[_lease_pb(g) for g in grants],
             heartbeat_interval_s=self.dispatcher.heartbeat_interval_s,
+            outcomes=outcomes,
         )
 
     async def Heartbeat(
@@ -169,12 +174,20 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
         self, request: worker_pb2.ReportResultsRequest, context: Context
     ) -> worker_pb2.ReportResultsResponse:
         node = await self.node(context)
-        if len(request.results) > MAX_REPORT_BATCH:
+        return worker_pb2.ReportResultsResponse(
+            outcomes=await self._report(node, request.results, context)
+        )
+
+    async def _report(
+        self, node: Node, sent: Sequence[worker_pb2.TaskResult], context: Context
+    ) -> list[worker_pb2.ReportOutcome]:
+        """Check and record a batch of results (ReportResults, or the results a poll carries)."""
+        if len(sent) > MAX_REPORT_BATCH:
             await abort_with(
                 context, InvalidArgument(f"Report at most {MAX_REPORT_BATCH} results per call.")
             )
         results = []
-        for r in request.results:
+        for r in sent:
             if any(o.size < 0 for o in r.outputs) or r.usage.peak_memory_bytes < 0:
                 await abort_with(
                     context, InvalidArgument("Sizes and memory figures cannot be negative.")
@@ -196,12 +209,10 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
                 )
             )
         outcomes = await self.guard(context, self.dispatcher.report(node, results))
-        return worker_pb2.ReportResultsResponse(
-            outcomes=[
-                worker_pb2.ReportOutcome(lease_id=o.lease_id, outcome=o.outcome, reason=o.reason)
-                for o in outcomes
-            ]
-        )
+        return [
+            worker_pb2.ReportOutcome(lease_id=o.lease_id, outcome=o.outcome, reason=o.reason)
+            for o in outcomes
+        ]
 
 
 def _lease_pb(g: LeaseGrant) -> worker_pb2.Lease:

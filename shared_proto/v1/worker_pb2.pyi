@@ -33,6 +33,7 @@ class PollTasksRequest(_message.Message):
     WAIT_S_FIELD_NUMBER: _builtins.int
     DOCKER_AVAILABLE_FIELD_NUMBER: _builtins.int
     ALLOW_NETWORK_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     max_tasks: _builtins.int
     free_cpu_cores: _builtins.float
     free_memory_gb: _builtins.float
@@ -42,6 +43,13 @@ class PollTasksRequest(_message.Message):
     docker_available: _builtins.bool
     allow_network: _builtins.bool
     """The owner allows jobs that ask for network access."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskResult]:
+        """Results of finished leases, recorded before any lease is handed out, exactly as ReportResults records
+        them (at most 256): a worker whose tasks just ended reports them and asks for new work in one call.
+        If the coordinator refuses them, the call fails with ReportResults' status and hands out nothing.
+        """
+
     def __init__(
         self,
         *,
@@ -52,10 +60,11 @@ class PollTasksRequest(_message.Message):
         wait_s: _builtins.float = ...,
         docker_available: _builtins.bool = ...,
         allow_network: _builtins.bool = ...,
+        results: _abc.Iterable[Global___TaskResult] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_network", b"allow_network", "docker_available", b"docker_available", "free_cpu_cores", b"free_cpu_cores", "free_gpus", b"free_gpus", "free_memory_gb", b"free_memory_gb", "max_tasks", b"max_tasks", "wait_s", b"wait_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_network", b"allow_network", "docker_available", b"docker_available", "free_cpu_cores", b"free_cpu_cores", "free_gpus", b"free_gpus", "free_memory_gb", b"free_memory_gb", "max_tasks", b"max_tasks", "results", b"results", "wait_s", b"wait_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -173,19 +182,25 @@ class PollTasksResponse(_message.Message):
 
     LEASES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
     heartbeat_interval_s: _builtins.int
     """Suggested heartbeat period."""
     @_builtins.property
     def leases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Lease]: ...
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportOutcome]:
+        """One per result sent in the request, as ReportResultsResponse.outcomes."""
+
     def __init__(
         self,
         *,
         leases: _abc.Iterable[Global___Lease] | None = ...,
         heartbeat_interval_s: _builtins.int = ...,
+        outcomes: _abc.Iterable[Global___ReportOutcome] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "leases", b"leases"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_s", b"heartbeat_interval_s", "leases", b"leases", "outcomes", b"outcomes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,6 +28,7 @@ from client_gui.engine.coordinator_client import (
 from client_gui.engine.identity import FileCredentialStore
 from client_gui.engine.usage import HostUsage
 from client_gui.engine.worker import (
+    Error,
     NodeIdentity,
     Registered,
     SignIn,
@@ -252,6 +253,68 @@ def test_a_task_runs_in_docker_and_its_logs_outputs_and_result_reach_the_coordin
     logs = fake.snapshot(lambda seen: [(x.lease_id, x.stream, x.text) for x in seen.logs])
     assert ("lease-ok", "stdout", "done") in [(a, b, c.rstrip("\n")) for a, b, c in logs]
     assert not (tmp_path / "work" / "leases" / "lease-ok").exists()
+
+
+def _two_tasks_one_after_the_other(
+    fake: FakeCoordinator,
+    tmp_path: Path,
+    first: str,
+    second: str,
+    events: Events | None = None,
+) -> list[TaskFinished]:
+    """Run lease ``first``, then, once it has finished, lease ``second``; their finished events."""
+    events = events or Events()
+    worker = make_worker(fake, tmp_path, events, poll_wait_s=5.0)
+    fake.queue_lease(busybox_lease(first, f"echo {first}"))
+    worker.start()
+    try:
+        finished = [events.next_finished()]
+        fake.queue_lease(busybox_lease(second, f"echo {second}"))
+        finished.append(events.next_finished())
+    finally:
+        assert worker.stop(timeout=60)
+    return finished
+
+
+def test_a_finished_tasks_result_goes_with_the_next_poll(
+    docker_ready: None, fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    """A slot that frees asks for work at once, and the result that freed it goes in that same call
+    (one RPC, not a ReportResults and a poll); that poll does not wait, so the answer comes back now."""
+    finished = _two_tasks_one_after_the_other(fake, tmp_path, "lease-1", "lease-2")
+    assert [(f.lease_id, f.outcome) for f in finished] == [
+        ("lease-1", "accepted"),
+        ("lease-2", "accepted"),
+    ]
+    polls = fake.snapshot(
+        lambda seen: [(p.wait_s, [r.lease_id for r in p.results]) for p in seen.polls]
+    )
+    assert (0.0, ["lease-1"]) in polls
+    assert all(wait == 0.0 for wait, carried in polls if carried)
+    assert fake.snapshot(lambda seen: seen.report_calls) <= 1  # lease-2's, at the latest on stop
+    assert [r.lease_id for r in fake.snapshot(lambda seen: list(seen.results))] == [
+        "lease-1",
+        "lease-2",
+    ]
+
+
+def test_a_result_a_poll_could_not_deliver_is_reported_on_its_own(
+    docker_ready: None, fake: FakeCoordinator, tmp_path: Path
+) -> None:
+    """When the poll carrying a result is refused, the poll is not retried with it: the result goes to
+    ReportResults, and the worker keeps polling without an error."""
+    fake.refused_in_polls.add("lease-x")
+    events = Events()
+    finished = _two_tasks_one_after_the_other(fake, tmp_path, "lease-x", "lease-y", events)
+    assert [(f.lease_id, f.outcome) for f in finished] == [
+        ("lease-x", "accepted"),
+        ("lease-y", "accepted"),
+    ]
+    assert fake.snapshot(lambda seen: seen.report_calls) >= 1
+    assert [r.lease_id for r in fake.snapshot(lambda seen: list(seen.results))].count(
+        "lease-x"
+    ) == 1
+    assert not [e for e in events.all if isinstance(e, Error)]
 
 
 def test_a_corrupted_input_is_reported_as_an_error_and_never_run(

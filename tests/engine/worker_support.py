@@ -57,6 +57,9 @@ class Recorded:
     logs: list[worker_pb2.LogLine] = field(default_factory=list)
     uploads: dict[tuple[str, str], Upload] = field(default_factory=dict)
     results: list[worker_pb2.TaskResult] = field(default_factory=list)
+    """Every result received, whether in ReportResults or with a poll."""
+    report_calls: int = 0
+    """ReportResults calls (results that went with a poll do not count)."""
     registrations: list[nodes_pb2.RegisterWorkerNodeRequest] = field(default_factory=list)
 
 
@@ -79,6 +82,8 @@ class FakeCoordinator(
         self.blobs: dict[str, bytes] = {}
         self.corrupted: set[str] = set()
         self.cancelled: set[str] = set()
+        self.refused_in_polls: set[str] = set()
+        """Leases whose result a poll refuses (PERMISSION_DENIED) while ReportResults accepts it."""
         self._pending: list[worker_pb2.Lease] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
@@ -202,8 +207,15 @@ class FakeCoordinator(
     ) -> worker_pb2.PollTasksResponse:
         await self._node(context)
         assert self._loop is not None and self._ready is not None
+        if any(r.lease_id in self.refused_in_polls for r in request.results):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "Not this node's lease.")
         with self.seen.lock:
             self.seen.polls.append(request)
+            self.seen.results.extend(request.results)
+        outcomes = [
+            worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted")
+            for r in request.results
+        ]
         deadline = self._loop.time() + request.wait_s
         while True:
             # Cleared before looking, so a lease queued meanwhile still wakes the wait below.
@@ -214,7 +226,9 @@ class FakeCoordinator(
             remaining = deadline - self._loop.time()
             if leases or remaining <= 0:
                 return worker_pb2.PollTasksResponse(
-                    leases=leases, heartbeat_interval_s=self.heartbeat_interval_s
+                    leases=leases,
+                    heartbeat_interval_s=self.heartbeat_interval_s,
+                    outcomes=outcomes,
                 )
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout=remaining)
@@ -271,6 +285,7 @@ class FakeCoordinator(
         await self._node(context)
         with self.seen.lock:
             self.seen.results.extend(request.results)
+            self.seen.report_calls += 1
         return worker_pb2.ReportResultsResponse(
             outcomes=[
                 worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted")

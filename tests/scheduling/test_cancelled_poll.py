@@ -17,23 +17,10 @@ import pytest
 from sqlmodel import select
 
 from coordinator.jobs.models import LEASE_ACTIVE, LEASE_CANCELLED, Lease, Task
-from shared_proto.v1 import nodes_pb2, worker_pb2, worker_pb2_grpc
+from shared_proto.v1 import worker_pb2
 from tests.admin.helpers import funded, submit
 from tests.jobs.helpers import run_on_loop
-from tests.support import RunningCoordinator, auth
-
-
-def _worker(c: RunningCoordinator, name: str) -> tuple[worker_pb2_grpc.WorkerServiceStub, Any]:
-    _, token = c.signup(name)
-    reply = c.nodes.RegisterWorkerNode(
-        nodes_pb2.RegisterWorkerNodeRequest(
-            hostname=f"{name}-pc", cpu_cores=8, memory_gb=16.0, cpu_score=800.0, docker_status=True
-        ),
-        metadata=auth(token),
-    )
-    return worker_pb2_grpc.WorkerServiceStub(c.channel), (
-        ("authorization", f"Bearer {reply.node_credential}"),
-    )
+from tests.support import RunningCoordinator, grpc_worker
 
 
 def _poll(wait_s: float) -> worker_pb2.PollTasksRequest:
@@ -74,8 +61,8 @@ def test_a_poll_cancelled_after_its_grants_gives_them_back_without_an_attempt(
     dispatcher = c.coordinator.dispatcher
     _, token = funded(c, "submitter")
     job_id = submit(c, token)
-    first, first_md = _worker(c, "alice")
-    second, second_md = _worker(c, "bob")
+    first, first_md = grpc_worker(c, "alice")
+    second, second_md = grpc_worker(c, "bob")
 
     write_lock = c.coordinator.db._write_lock
     assert write_lock is not None  # SQLite: one writer at a time
