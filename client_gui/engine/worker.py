@@ -43,6 +43,7 @@ from client_gui.engine.coordinator_client import (
     Lease,
     LogLine,
     NotAuthenticated,
+    PollResult,
     ReportOutcome,
     RequestRefused,
     TaskReport,
@@ -402,6 +403,8 @@ class Worker:
         self._heartbeat_stop = threading.Event()
         self._logs = _LogShipper(client)
         self._results = _ResultReporter(client, self._on_reported)
+        self._carry_results = True
+        """Send finished results with polls (False once a coordinator ignored them)."""
 
     # -- controls ------------------------------------------------------------------------------
 
@@ -662,7 +665,7 @@ class Worker:
             started = time.monotonic()
             # Results that just finished go with this poll (one call, not two). Then it does not wait
             # for work, so that their answers come back now; the next poll waits.
-            carried = self._results.take(RESULT_BATCH_MAX)
+            carried = self._results.take(RESULT_BATCH_MAX) if self._carry_results else []
             try:
                 result = self.client.poll(
                     max_tasks=self._free_slots(),
@@ -691,12 +694,8 @@ class Worker:
                 self._emit(Error(f"{exc.message.rstrip('.')}; trying again in {delay:.0f} s."))
                 self._sleep(delay)
                 continue
-            if not result.answered:
-                self._results.give_back(
-                    carried
-                )  # recorded or not: a repeat is answered "duplicate"
-            elif carried:
-                self._results.settle(carried, list(result.outcomes))
+            if carried:
+                self._settle_carried(carried, result)
             backoff.reset()
             self._set_online()
             if result.heartbeat_interval_s > 0:
@@ -710,6 +709,20 @@ class Worker:
                 and time.monotonic() - started < MIN_POLL_INTERVAL_S
             ):
                 self._sleep(MIN_POLL_INTERVAL_S)
+
+    def _settle_carried(
+        self, carried: list[tuple[_LeaseRun, TaskReport]], result: PollResult
+    ) -> None:
+        """Settle the results a poll carried with its answers; give the unanswered ones back to the
+        reporter (recorded or not: a repeat is answered ``duplicate``). A coordinator that answered none
+        of them predates results in polls (it ignored them): stop sending them with polls."""
+        answered = {o.lease_id: o for o in result.outcomes} if result.answered else {}
+        delivered = [(run, report) for run, report in carried if run.lease_id in answered]
+        self._results.settle(delivered, [answered[run.lease_id] for run, _ in delivered])
+        self._results.give_back([item for item in carried if item[0].lease_id not in answered])
+        if result.answered and not result.outcomes:
+            logger.info("The coordinator does not take results with polls; reporting them apart")
+            self._carry_results = False
 
     def _poll_should_abort(self) -> bool:
         with self._lock:

@@ -3,6 +3,7 @@ dispatcher (coordinator/scheduling/service.py) holds the behaviour."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from coordinator.scheduling.service import (
 from shared_proto.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
+logger = logging.getLogger(__name__)
 # How long an authenticated node credential is trusted without asking the database again. Revoking a
 # credential therefore takes effect within this many seconds on an already-connected worker.
 NODE_AUTH_CACHE_S = 5.0
@@ -80,7 +82,14 @@ class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):
             docker_available=request.docker_available,
             allow_network=request.allow_network,
         )
-        grants = await self.guard(context, self.dispatcher.poll(node, req))
+        if not outcomes:
+            grants = await self.guard(context, self.dispatcher.poll(node, req))
+        else:
+            try:
+                grants = await self.dispatcher.poll(node, req)
+            except Exception:  # the results are recorded: answer them, with no work this time
+                logger.warning("a poll failed after recording its results", exc_info=True)
+                grants = []
         return worker_pb2.PollTasksResponse(
             leases=[_lease_pb(g) for g in grants],
             heartbeat_interval_s=self.dispatcher.heartbeat_interval_s,

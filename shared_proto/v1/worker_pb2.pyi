@@ -47,7 +47,8 @@ class PollTasksRequest(_message.Message):
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskResult]:
         """Results of finished leases, recorded before any lease is handed out, exactly as ReportResults records
         them (at most 256): a worker whose tasks just ended reports them and asks for new work in one call.
-        If the coordinator refuses them, the call fails with ReportResults' status and hands out nothing.
+        If the coordinator refuses them, the call fails with ReportResults' status and hands out nothing;
+        once they are recorded they are answered, with no leases if looking for work then failed.
         """
 
     def __init__(

@@ -277,10 +277,12 @@ def _two_tasks_one_after_the_other(
 
 
 def test_a_finished_tasks_result_goes_with_the_next_poll(
-    docker_ready: None, fake: FakeCoordinator, tmp_path: Path
+    docker_ready: None, fake: FakeCoordinator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A slot that frees asks for work at once, and the result that freed it goes in that same call
     (one RPC, not a ReportResults and a poll); that poll does not wait, so the answer comes back now."""
+    # The reporter leaves a result this long to the poll loop; longer here, for a slow test machine.
+    monkeypatch.setattr("client_gui.engine.worker.RESULT_BATCH_WINDOW_S", 2.0)
     finished = _two_tasks_one_after_the_other(fake, tmp_path, "lease-1", "lease-2")
     assert [(f.lease_id, f.outcome) for f in finished] == [
         ("lease-1", "accepted"),
@@ -315,6 +317,26 @@ def test_a_result_a_poll_could_not_deliver_is_reported_on_its_own(
         "lease-x"
     ) == 1
     assert not [e for e in events.all if isinstance(e, Error)]
+
+
+def test_results_go_apart_when_the_coordinator_ignores_them_in_polls(
+    docker_ready: None, fake: FakeCoordinator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A coordinator from before results in polls drops them and answers none: the worker reports them
+    with ReportResults instead, then stops sending them with polls. Nothing is lost or counted twice."""
+    monkeypatch.setattr("client_gui.engine.worker.RESULT_BATCH_WINDOW_S", 2.0)
+    fake.polls_ignore_results = True
+    finished = _two_tasks_one_after_the_other(fake, tmp_path, "lease-a", "lease-b")
+    assert [(f.lease_id, f.outcome) for f in finished] == [
+        ("lease-a", "accepted"),
+        ("lease-b", "accepted"),
+    ]
+    assert [r.lease_id for r in fake.snapshot(lambda seen: list(seen.results))] == [
+        "lease-a",
+        "lease-b",
+    ]
+    carried = fake.snapshot(lambda seen: [r.lease_id for p in seen.polls for r in p.results])
+    assert carried == ["lease-a"]  # after the first ignored poll, none are sent with polls
 
 
 def test_a_corrupted_input_is_reported_as_an_error_and_never_run(

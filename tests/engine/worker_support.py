@@ -84,6 +84,8 @@ class FakeCoordinator(
         self.cancelled: set[str] = set()
         self.refused_in_polls: set[str] = set()
         """Leases whose result a poll refuses (PERMISSION_DENIED) while ReportResults accepts it."""
+        self.polls_ignore_results = False
+        """Act as a coordinator from before results in polls: drop them, answer no outcomes."""
         self._pending: list[worker_pb2.Lease] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
@@ -209,12 +211,12 @@ class FakeCoordinator(
         assert self._loop is not None and self._ready is not None
         if any(r.lease_id in self.refused_in_polls for r in request.results):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "Not this node's lease.")
+        carried = [] if self.polls_ignore_results else list(request.results)
         with self.seen.lock:
             self.seen.polls.append(request)
-            self.seen.results.extend(request.results)
+            self.seen.results.extend(carried)
         outcomes = [
-            worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted")
-            for r in request.results
+            worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted") for r in carried
         ]
         deadline = self._loop.time() + request.wait_s
         while True:

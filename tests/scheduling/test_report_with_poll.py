@@ -67,8 +67,9 @@ def test_a_poll_records_the_results_it_carries_then_hands_out_work(
     states = _lease_states(c)
     assert states[first.lease_id] != "active"  # recorded: no longer waiting for its result
     assert all(states[x.lease_id] == "active" for x in reply.leases)
-    # The same result again, with the next poll: answered, never recorded twice.
-    again = stub.PollTasks(_poll(0, [_result(c, first.lease_id)]), metadata=md)
+    # The same result again, with the next poll (no task is left for this node): answered, never
+    # recorded twice.
+    again = stub.PollTasks(_poll(1, [_result(c, first.lease_id)]), metadata=md)
     assert [o.outcome for o in again.outcomes] == ["duplicate"]
     assert _lease_states(c) == states
 
@@ -94,3 +95,27 @@ def test_a_refused_result_fails_the_poll_and_hands_out_nothing(
     assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "at most 256" in (too_many.value.details() or "")
     assert _lease_states(c) == before
+
+
+def test_results_recorded_before_a_poll_fails_are_still_answered(
+    sqlite_coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a poll's results are recorded, a failure while looking for work (here a fault injected into
+    the dispatcher's poll) answers the results with no leases, rather than failing the call: the worker
+    would otherwise send them again and be told ``duplicate``, not what became of them."""
+    c = sqlite_coordinator
+    _three_tasks(c)
+    stub, md = grpc_worker(c, "alice")
+    (first,) = stub.PollTasks(_poll(1, []), metadata=md).leases
+
+    async def broken_poll(*_: object) -> object:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(c.coordinator.dispatcher, "poll", broken_poll)
+    reply = stub.PollTasks(_poll(2, [_result(c, first.lease_id)]), metadata=md)
+    assert [(o.lease_id, o.outcome) for o in reply.outcomes] == [(first.lease_id, "accepted")]
+    assert list(reply.leases) == []
+    assert _lease_states(c)[first.lease_id] != "active"
+    with pytest.raises(grpc.RpcError) as failed:  # without results, the failure is the answer
+        stub.PollTasks(_poll(1, []), metadata=md)
+    assert failed.value.code() is grpc.StatusCode.UNKNOWN
