@@ -76,6 +76,8 @@ DEFAULT_HEARTBEAT_S = 5.0
 POLL_WAIT_S = 20.0
 LOG_FLUSH_S = 0.5
 LOG_BATCH_LINES = 64
+LOG_FLUSH_WAIT_S = 2.0
+"""How long a finished task waits for its last log lines to be sent before its result goes out."""
 LOG_BUFFER_LINES = 10_000
 """Lines kept while the coordinator is unreachable; older ones are dropped past this."""
 RESULT_BATCH_WINDOW_S = 0.2
@@ -1058,15 +1060,19 @@ class Worker:
         run.cancel.set()
 
     def _finish(self, run: _LeaseRun, report: TaskReport | None) -> None:
-        """The task is over here: free its slot, and report it (its lease stays renewed until then)."""
+        """The task is over here: report it (its lease stays renewed until then) and free its slot. The
+        result is queued before the slot frees, so the poll that slot makes can take it along, and after
+        the task's last log lines are sent (a result can travel fast)."""
         with self._lock:
             run.reporting = True
+        if report is not None:
+            self._logs.flush(LOG_FLUSH_WAIT_S)
+            self._results.submit(run, report)
+        with self._lock:
             self._threads.pop(run.lease_id, None)
             self._changed.notify_all()
         if report is None:
             self._forget(run, None, "not_reported", run.cancel_reason)
-        else:
-            self._results.submit(run, report)
         self._refresh_state()
 
     def _on_reported(
@@ -1222,7 +1228,7 @@ class _LogShipper:
 
     def __init__(self, client: CoordinatorClient) -> None:
         self.client = client
-        self._queue: queue.Queue[LogLine | None] = queue.Queue()
+        self._queue: queue.Queue[LogLine | threading.Event | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="hivemind-logs", daemon=True)
         self._stop_by = 0.0
 
@@ -1231,6 +1237,15 @@ class _LogShipper:
 
     def add(self, line: LogLine) -> None:
         self._queue.put(line)
+
+    def flush(self, timeout_s: float) -> None:
+        """Send the lines added so far now, and wait up to ``timeout_s`` until they are sent (a task's
+        last lines then reach the coordinator before its result does)."""
+        if not self._thread.is_alive():
+            return
+        sent = threading.Event()
+        self._queue.put(sent)
+        sent.wait(timeout_s)
 
     def stop(self, flush_timeout_s: float) -> None:
         if not self._thread.is_alive():
@@ -1245,6 +1260,7 @@ class _LogShipper:
         failing = False  # the last send failed: wait for flush_at even when a batch is full
         backoff = Backoff(initial_s=LOG_FLUSH_S, maximum_s=30.0)
         stopping = False
+        waiting: list[threading.Event] = []  # flush() callers, told once what they added is sent
         while True:
             if not stopping:
                 timeout = None if flush_at is None else max(0.0, flush_at - time.monotonic())
@@ -1255,6 +1271,13 @@ class _LogShipper:
                 else:
                     if item is None:
                         stopping = True
+                    elif isinstance(item, threading.Event):
+                        waiting.append(item)
+                        if failing or not pending:
+                            item.set()  # nothing to send, or offline: do not hold the result up
+                            waiting.remove(item)
+                        else:
+                            flush_at = time.monotonic()
                     else:
                         pending.append(item)
                         if flush_at is None:
@@ -1263,7 +1286,11 @@ class _LogShipper:
             full = len(pending) >= LOG_BATCH_LINES and not failing
             due = flush_at is not None and now >= flush_at
             if pending and (stopping or full or due):
-                if self._send(pending):
+                sent = self._send(pending)
+                for event in waiting:
+                    event.set()
+                waiting.clear()
+                if sent:
                     failing, flush_at = False, None
                     backoff.reset()
                 else:
