@@ -300,6 +300,25 @@ def test_a_finished_tasks_result_goes_with_the_next_poll(
     ]
 
 
+def test_a_tasks_last_log_lines_reach_the_coordinator_before_its_result(
+    docker_ready: None, fake: FakeCoordinator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desktop app reloads a job's log when the job moves on: lines that came after the result
+    would be missing from it. The shipper sends what it holds before the result goes, even when its own
+    timer (here far longer than the task) has not come round."""
+    monkeypatch.setattr("client_gui.engine.worker.LOG_FLUSH_S", 30.0)
+    monkeypatch.setattr("client_gui.engine.worker.RESULT_BATCH_WINDOW_S", 0.0)
+    finished = _two_tasks_one_after_the_other(fake, tmp_path, "lease-l1", "lease-l2")
+    assert [(f.lease_id, f.outcome) for f in finished] == [
+        ("lease-l1", "accepted"),
+        ("lease-l2", "accepted"),
+    ]
+    arrivals = fake.snapshot(lambda seen: list(seen.arrivals))
+    for lease_id in ("lease-l1", "lease-l2"):
+        mine = [(kind, text) for kind, lease, text in arrivals if lease == lease_id]
+        assert mine == [("log", lease_id), ("result", "")], arrivals
+
+
 def test_a_result_a_poll_could_not_deliver_is_reported_on_its_own(
     docker_ready: None, fake: FakeCoordinator, tmp_path: Path
 ) -> None:

@@ -60,6 +60,8 @@ class Recorded:
     """Every result received, whether in ReportResults or with a poll."""
     report_calls: int = 0
     """ReportResults calls (results that went with a poll do not count)."""
+    arrivals: list[tuple[str, str, str]] = field(default_factory=list)
+    """In the order they came: ("log", lease id, text) and ("result", lease id, "")."""
     registrations: list[nodes_pb2.RegisterWorkerNodeRequest] = field(default_factory=list)
 
 
@@ -215,6 +217,7 @@ class FakeCoordinator(
         with self.seen.lock:
             self.seen.polls.append(request)
             self.seen.results.extend(carried)
+            self.seen.arrivals += [("result", r.lease_id, "") for r in carried]
         outcomes = [
             worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted") for r in carried
         ]
@@ -250,6 +253,7 @@ class FakeCoordinator(
         await self._node(context)
         with self.seen.lock:
             self.seen.logs.extend(request.lines)
+            self.seen.arrivals += [("log", x.lease_id, x.text.rstrip("\n")) for x in request.lines]
         return worker_pb2.AppendLogsResponse(accepted=len(request.lines))
 
     async def UploadOutput(
@@ -288,6 +292,7 @@ class FakeCoordinator(
         with self.seen.lock:
             self.seen.results.extend(request.results)
             self.seen.report_calls += 1
+            self.seen.arrivals += [("result", r.lease_id, "") for r in request.results]
         return worker_pb2.ReportResultsResponse(
             outcomes=[
                 worker_pb2.ReportOutcome(lease_id=r.lease_id, outcome="accepted")
