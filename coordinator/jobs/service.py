@@ -46,11 +46,25 @@ TASKS = Task.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task as :func:`submit` created it (what the scheduler needs of it, without reading it back)."""
+
+    id: str
+    index: int
+    params: dict[str, Any]
+    quorum: int
+    attempts: int
+    replicas_needed: int
+
+
+@dataclass(frozen=True, slots=True)
 class Submitted:
     job: Job
     spec: JobSpec
     task_ids: list[str]
     replayed: bool
+    tasks: tuple[NewTask, ...] = ()
+    """The tasks created (empty for a replayed submission)."""
 
 
 def _task_params(spec: JobSpec, index: int) -> dict[str, Any]:
@@ -186,7 +200,11 @@ def submit(
         for i in range(spec.task_count)
     ]
     session.execute(insert(TASKS), rows)
-    return Submitted(job, spec, task_ids, replayed=False)
+    tasks = tuple(
+        NewTask(r["id"], r["index"], r["params"], r["quorum"], 0, r["replicas_needed"])
+        for r in rows
+    )
+    return Submitted(job, spec, task_ids, replayed=False, tasks=tasks)
 
 
 def list_jobs(

@@ -224,6 +224,9 @@ _LOCK_LEASES = RawStatement(
     .order_by(LEASES.c.id)
     .with_for_update()
 )
+_TASKS_OF_LEASES = RawStatement(
+    sa_select(LEASES.c.task_id).where(LEASES.c.id.in_(bindparam("ids", expanding=True)))
+)
 # Earlier reported replicas of the batch's tasks (the batch's own leases are already in hand).
 _REPORTED_OF = RawStatement(
     sa_select(*_LEASE_COLUMNS).where(
@@ -504,7 +507,7 @@ class Dispatcher:
         # jobs this process has marked running (a grant need not mark them again), until requeued
         self._running_jobs: set[str] = set()
         # tasks started on the loop that nobody awaits (releasing a cancelled poll's leases)
-        self._background: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
 
     # -- plumbing --------------------------------------------------------------------------------------
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -668,21 +671,21 @@ class Dispatcher:
                 inputs.append(LeaseInput(item.path, found[0], found[1]))
         return JobInfo(job.id, job.owner_id, spec, tuple(inputs))
 
-    def _entry(self, job: Job, spec: JobSpec, task: Task, *, pending: int) -> core.TaskEntry:
-        r = spec.resources
+    def _entry(
+        self,
+        job: Job,
+        spec: JobSpec,
+        task: Task | jobs.NewTask,
+        *,
+        pending: int,
+        req: core.Requirements | None = None,
+    ) -> core.TaskEntry:
         return core.TaskEntry(
             task_id=task.id,
             job_id=job.id,
             submitter_id=job.owner_id,
             priority=job.priority,
-            req=core.Requirements(
-                r.cpu_cores,
-                r.memory_gb,
-                r.gpu_count,
-                r.gpu_memory_gb,
-                r.gpu_name,
-                spec.network_access,
-            ),
+            req=req or _requirements(spec),
             pending=max(0, pending),
             quorum=task.quorum,
             max_attempts=spec.max_attempts,
@@ -690,16 +693,25 @@ class Dispatcher:
             adaptive=spec.replicas == 1,
         )
 
-    def _queue_job(self, session: Session, job: Job, effects: _Effects) -> None:
+    def _queue_job(
+        self,
+        session: Session,
+        job: Job,
+        effects: _Effects,
+        created: Sequence[jobs.NewTask] = (),
+    ) -> None:
+        """Queue ``job``'s tasks in the core once the transaction commits: ``created``, those a submission
+        just wrote (not read back), or else every task of the job as stored."""
         info = self._job_info(session, job)
         if info is None:
             raise NotFound(f"An input of job {job.id} is missing.")
-        tasks = jobs.tasks_of(session, job.id)
+        tasks: Sequence[Task | jobs.NewTask] = created or jobs.tasks_of(session, job.id)
+        req = _requirements(info.spec)
         effects.queued_jobs.append(
             (
                 info,
                 [TaskInfo(t.id, job.id, t.index, t.params) for t in tasks],
-                [self._entry(job, info.spec, t, pending=t.replicas_needed) for t in tasks],
+                [self._entry(job, info.spec, t, pending=t.replicas_needed, req=req) for t in tasks],
             )
         )
 
@@ -745,7 +757,7 @@ class Dispatcher:
                     idempotency_key=idempotency_key,
                 )
                 if not submitted.replayed and submitted.job.state == JOB_QUEUED:
-                    self._queue_job(session, submitted.job, effects)
+                    self._queue_job(session, submitted.job, effects, submitted.tasks)
             return submitted, effects
 
         submitted, effects = await self._db(work)
@@ -1110,6 +1122,9 @@ class Dispatcher:
     ) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
+            if expired and not self.db.is_sqlite:  # tasks before leases, as a report locks them
+                task_ids = sorted({d.task_id for d in expired})
+                _LOCK_TASKS.rows(session.connection(), {"ids": task_ids})
             for d in expired:
                 session.execute(
                     update(Lease)
@@ -1148,55 +1163,104 @@ class Dispatcher:
 
     # -- results ---------------------------------------------------------------------------------------
     async def report(self, node: Node, results: Sequence[ReportedResult]) -> list[Outcome]:
-        batch = list(results)
-        outcomes, effects = await self._write(
-            lambda session: self._record_results_in(session, node, batch)
-        )
+        """Record a node's results. Shielded: once its write has started, a caller that goes away (the
+        worker hung up) still has what it wrote fed to the core, which would otherwise not hear of it."""
+        task = asyncio.ensure_future(self._report(node.id, list(results)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return await asyncio.shield(task)
+
+    async def _report(self, node_id: str, results: list[ReportedResult]) -> list[Outcome]:
+        def alone(session: Session) -> tuple[list[Outcome], _Effects]:
+            return self._record_results_in(session, node_id, results)
+
+        if self.db.is_sqlite:
+            # Concurrent reports share the group's transaction and are recorded in one pass together.
+            outcomes, effects = await self.db.write_grouped_async(
+                alone,
+                self.executor,
+                refusals=PermissionDenied,
+                batch=self._record_reports,
+                request=(node_id, results),
+            )
+        else:
+            outcomes, effects = await self._db(self._write_alone, alone)
         await self._apply(effects)
         return outcomes
 
     def _record_results_in(
-        self, session: Session, node: Node, results: list[ReportedResult]
+        self, session: Session, node_id: str, results: list[ReportedResult]
     ) -> tuple[list[Outcome], _Effects]:
-        """One write transaction for a batch, in a fixed number of statements whatever its size.
+        """One node's report, in a write transaction: see :meth:`_record_reports`. Raises
+        PermissionDenied, before writing anything, when a result is for a lease not given to the node."""
+        [answer] = self._record_reports(session, [(node_id, results)])
+        if isinstance(answer, PermissionDenied):
+            raise answer
+        return answer
+
+    def _record_reports(
+        self, session: Session, reports: list[tuple[str, list[ReportedResult]]]
+    ) -> list[tuple[list[Outcome], _Effects] | PermissionDenied]:
+        """Several nodes' reports (node id, results) in one write transaction, in a fixed number of
+        statements whatever their number and size.
 
         Leases, tasks and nodes are read and written as plain rows with Core statements (one SELECT ...
-        FOR UPDATE per table, one executemany UPDATE per table at the end); the batch's jobs are the only
-        ORM objects (a job array is one row). Every verified task's payment is its own ledger transaction
-        with its own idempotency key, and all of them are posted together (``ledger.post_many``). A
-        refused batch raises before anything is written; a crash anywhere rolls the whole batch back."""
+        FOR UPDATE per table, one executemany UPDATE per table at the end); the jobs are the only ORM
+        objects (a job array is one row). Every verified task's payment is its own ledger transaction
+        with its own idempotency key, and all of them are posted together (``ledger.post_many``).
+
+        Each report is answered in order: its outcomes and effects, or its refusal. A report naming a lease
+        not given to its node is refused whole and records nothing. The effects of the whole batch go with
+        the first answer that is not a refusal (the others carry none), so they are fed to the core once. A
+        crash anywhere rolls everything back."""
         effects = _Effects()
-        outcomes: list[Outcome] = []
         now = self.clock()
         batch = _Batch(session, session.connection(), now, self._price_tables)
-        ids = sorted({r.lease_id for r in results if r.lease_id})
-        leases = {row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
-        for result in results:  # all-or-nothing ownership check before anything is written
-            lease = leases.get(result.lease_id)
-            if lease is None or lease.node_id != node.id:
-                raise PermissionDenied(
-                    f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
-                )
-        batch.tasks = {
-            row.id: _TaskRow(*row)
-            for row in _LOCK_TASKS.rows(
-                batch.conn, {"ids": sorted({x.task_id for x in leases.values()})}
-            )
-        }
+        ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
+        if self.db.is_sqlite:  # the whole database is locked already: no row locks to order
+            leases = {
+                row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})
+            }
+            task_ids = sorted({x.task_id for x in leases.values()})
+            batch.tasks = {
+                row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
+            }
+        else:
+            # Tasks before leases. A report settling a task writes the leases of the task's other
+            # replicas too; a report that locked its own leases first and then waited for the task (a
+            # repeated report, say) would hold exactly what the first one needs: a deadlock.
+            task_ids = sorted({str(t) for (t,) in _TASKS_OF_LEASES.rows(batch.conn, {"ids": ids})})
+            batch.tasks = {
+                row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
+            }
+            leases = {
+                row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})
+            }
+        answers: list[tuple[list[Outcome], _Effects] | PermissionDenied] = []
+        for node_id, results in reports:  # all-or-nothing per report, before anything is written
+            answers.append(_refusal(leases, node_id, results) or ([], _Effects()))
         job_ids = sorted({x.job_id for x in leases.values()})
         batch.jobs = self._lock_jobs(session, job_ids)
-        shas = {r.stdout_sha256 for r in results} | {o[1] for r in results for o in r.outputs}
+        recorded = [
+            (results, answer[0])
+            for (_, results), answer in zip(reports, answers, strict=True)
+            if not isinstance(answer, PermissionDenied)
+        ]
+        shas = {r.stdout_sha256 for results, _ in recorded for r in results} | {
+            o[1] for results, _ in recorded for r in results for o in r.outputs
+        }
         blob_sizes = {
             str(sha): int(size)
             for sha, size in _BLOB_SIZES.rows(batch.conn, {"shas": sorted(shas)})
         }
         touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
-        for result in results:
-            lease = leases[result.lease_id]
-            outcome = self._record_one(batch, lease, result, blob_sizes, effects)
-            outcomes.append(outcome)
-            if lease.state == LEASE_REPORTED and outcome.outcome == "accepted":
-                touched[lease.task_id] = None
+        for results, outcomes in recorded:
+            for result in results:
+                lease = leases[result.lease_id]
+                outcome = self._record_one(batch, lease, result, blob_sizes, effects)
+                outcomes.append(outcome)
+                if lease.state == LEASE_REPORTED and outcome.outcome == "accepted":
+                    touched[lease.task_id] = None
         if touched:
             self._verify_batch(batch, leases, list(touched), effects)
         batch.write()
@@ -1205,7 +1269,11 @@ class Dispatcher:
                 self._after_job_final(session, job, effects, now)
         if batch.unverifiable:
             self._fail_tasks(session, batch.unverifiable, effects, now)
-        return outcomes, effects
+        for i, answer in enumerate(answers):
+            if not isinstance(answer, PermissionDenied):
+                answers[i] = (answer[0], effects)
+                break
+        return answers
 
     def _lock_jobs(self, session: Session, job_ids: list[str]) -> dict[str, Job]:
         """The batch's jobs as ORM objects, locked. The JSON columns are not loaded: they are kept parsed in
@@ -1604,6 +1672,25 @@ class Dispatcher:
             task = session.get(Task, task_id)
             final = task is None or task.state in TASK_FINAL
         return rows, final
+
+
+def _requirements(spec: JobSpec) -> core.Requirements:
+    r = spec.resources
+    return core.Requirements(
+        r.cpu_cores, r.memory_gb, r.gpu_count, r.gpu_memory_gb, r.gpu_name, spec.network_access
+    )
+
+
+def _refusal(
+    leases: dict[str, _LeaseRow], node_id: str, results: list[ReportedResult]
+) -> PermissionDenied | None:
+    for result in results:
+        lease = leases.get(result.lease_id)
+        if lease is None or lease.node_id != node_id:
+            return PermissionDenied(
+                f"Lease {result.lease_id[:36]!r} was not given to this node; its result cannot be accepted."
+            )
+    return None
 
 
 def _results(trust: verification.TrustState) -> int:

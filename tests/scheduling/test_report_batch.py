@@ -4,10 +4,14 @@ replayed pays nothing more; the job completes and refunds the rest. On SQLite an
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlmodel import col, func, select
 
+from coordinator.errors import PermissionDenied
 from coordinator.jobs.models import (
     JOB_COMPLETED,
     JOB_FAILED,
@@ -50,6 +54,20 @@ def _results(grants: list[LeaseGrant], stdout_sha: str) -> list[ReportedResult]:
     ]
 
 
+def _settled(c: RunningCoordinator, job_id: str) -> tuple[Job, list[Lease], int]:
+    """The job, its leases, and how many task payments the ledger holds."""
+    with c.coordinator.db.read() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        leases = list(session.exec(select(Lease).where(Lease.job_id == job_id)))
+        payments = session.exec(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(col(LedgerTransaction.kind) == "task_payment")
+        ).one()
+    return job, leases, payments
+
+
 def test_a_batch_of_reports_verifies_and_pays_each_task_once(
     coordinator: RunningCoordinator,
 ) -> None:
@@ -76,15 +94,7 @@ def test_a_batch_of_reports_verifies_and_pays_each_task_once(
     second = run_on_loop(c, dispatcher.report(bob_node.node, _results(grants[bob], stdout_sha)))
     assert [o.outcome for o in second] == ["accepted"] * 4
 
-    with c.coordinator.db.read() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        leases = list(session.exec(select(Lease).where(Lease.job_id == job_id)))
-        payments = session.exec(
-            select(func.count())
-            .select_from(LedgerTransaction)
-            .where(col(LedgerTransaction.kind) == "task_payment")
-        ).one()
+    job, leases, payments = _settled(c, job_id)
     assert job.state == JOB_COMPLETED and job.tasks_done == 4
     assert [x.state for x in leases] == [LEASE_VALID] * 8
     assert payments == 4  # one ledger transaction per task
@@ -143,3 +153,68 @@ def test_disagreeing_replicas_past_the_limit_fail_the_job_and_pay_nobody(
         assert balance(c, submitter) == 10 * 1_000_000
         assert escrow_balance(c, job_id) == 0
         assert problems == []
+
+
+def test_reports_arriving_together_are_recorded_in_one_pass_each_answered_for_itself(
+    coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several nodes' reports at the same moment. On SQLite they share one transaction and are recorded
+    in one pass (one set of statements for all of them); on PostgreSQL each has its own. Either way each
+    caller gets its own answer: a report naming another node's lease is refused and records nothing,
+    one repeated within the same moment is a duplicate, both replicas of a task are verified together
+    and paid once, and the core hears of it all exactly once."""
+    c = coordinator
+    dispatcher = c.coordinator.dispatcher
+    submitter, token = funded(c, "submitter")
+    job_id = submit(c, token, array_size=2, replicas=2, output_paths=[])
+    stdout_sha = c.coordinator.blobs.put([b"42\n"], max_size=1024).sha256
+    nodes = {}
+    for name in ("alice", "bob", "mallory"):
+        owner, owner_token = c.signup(name)
+        nodes[name] = (owner, StandInWorker(c, owner_token, f"{name}-pc").node)
+    grants = {
+        name: run_on_loop(c, dispatcher.poll(nodes[name][1], POLL)) for name in ("alice", "bob")
+    }
+    assert [len(g) for g in grants.values()] == [2, 2]
+    passes: list[int] = []
+    record = dispatcher._record_reports
+
+    def counting(session: Any, reports: list[Any]) -> Any:
+        passes.append(len(reports))
+        return record(session, reports)
+
+    monkeypatch.setattr(dispatcher, "_record_reports", counting)
+    accepted_before = dispatcher.counters["tasks_accepted"]
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(
+            dispatcher.report(nodes["alice"][1], _results(grants["alice"], stdout_sha)),
+            dispatcher.report(nodes["mallory"][1], _results(grants["alice"], stdout_sha)),
+            dispatcher.report(nodes["bob"][1], _results(grants["bob"], stdout_sha)),
+            dispatcher.report(nodes["alice"][1], _results(grants["alice"], stdout_sha)),
+            return_exceptions=True,
+        )
+
+    alice, mallory, bob, alice_again = run_on_loop(c, together())
+    assert passes == ([4] if c.coordinator.db.is_sqlite else [1, 1, 1, 1])
+    assert [o.outcome for o in alice] == ["accepted"] * 2
+    assert isinstance(mallory, PermissionDenied) and "not given to this node" in str(mallory)
+    assert [o.outcome for o in bob] == ["accepted"] * 2
+    assert [o.outcome for o in alice_again] == ["duplicate"] * 2
+
+    job, leases, payments = _settled(c, job_id)
+    with c.coordinator.db.read() as session:
+        problems = ledger.audit(session)
+    assert job.state == JOB_COMPLETED and job.tasks_done == 2
+    assert sorted(x.state for x in leases) == [LEASE_VALID] * 4
+    assert {x.node_owner_id for x in leases} == {nodes["alice"][0], nodes["bob"][0]}
+    assert payments == 2
+    assert balance(c, nodes["mallory"][0]) == 0
+    assert balance(c, nodes["alice"][0]) == sum(
+        x.paid_micro for x in leases if x.node_owner_id == nodes["alice"][0]
+    )
+    assert balance(c, submitter) == 10 * 1_000_000 - job.charged_micro
+    assert problems == []
+    # The effects of the shared pass reached the core once: two tasks accepted, none queued or held.
+    assert dispatcher.counters["tasks_accepted"] - accepted_before == 2
+    assert run_on_loop(c, dispatcher.poll(nodes["mallory"][1], POLL)) == []
