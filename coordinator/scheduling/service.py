@@ -12,8 +12,9 @@ its refund, and the release of dependent jobs. Duplicate and late reports change
 Speed. Grants and reports are the hot paths: they read and write leases, tasks and nodes as plain rows with
 Core statements built once at import (a fixed number per batch, with ``executemany`` for the updates), pay
 all of a batch's verified tasks with one ``ledger.post_many`` call (still one ledger transaction and one
-idempotency key per task), and on SQLite share their write transaction with concurrent polls and reports
-(``Database.write_grouped``). A poll whose answer cannot be delivered (the worker hung up after it was
+idempotency key per task), and share their write transaction with concurrent polls and reports
+(``Database.write_grouped_async``); the reports of one group are recorded in one pass
+(:meth:`Dispatcher._record_reports`). A poll whose answer cannot be delivered (the worker hung up after it was
 leased tasks) gives the leases back at once, without charging the tasks an attempt.
 """
 
@@ -999,19 +1000,14 @@ class Dispatcher:
         self._running_jobs.update(job_ids)
 
     async def _write(self, work: Callable[[Session], T], *, short: bool = False) -> T:
-        """A write transaction in the DB threads. On SQLite (one writer at a time) it is shared with the
-        loop's concurrent writes of the grant and report paths: one thread hand-off and one commit per
-        group (``Database.write_grouped_async``); ``work`` refuses (PermissionDenied) only before it
-        writes. On PostgreSQL each runs in its own transaction, concurrently."""
-        if self.db.is_sqlite:
-            return await self.db.write_grouped_async(
-                work, self.executor, refusals=PermissionDenied, short=short
-            )
-        return await self._db(self._write_alone, work)
-
-    def _write_alone(self, work: Callable[[Session], T]) -> T:
-        with self.db.write() as session:
-            return work(session)
+        """A write transaction shared with the loop's concurrent writes of the grant and report paths:
+        one thread hand-off and one commit per group (``Database.write_grouped_async``), on SQLite and
+        PostgreSQL alike; ``work`` refuses (PermissionDenied) only before it writes. On PostgreSQL the
+        groups cost no concurrency worth having: polls and reports of one job array meet on its rows
+        (the job, its escrow, the fee account) anyway, and each commit waits for the disk."""
+        return await self.db.write_grouped_async(
+            work, self.executor, refusals=PermissionDenied, short=short
+        )
 
     def _lease_grant(self, grant: core.Grant) -> LeaseGrant:
         task = self.tasks[grant.task_id]
@@ -1174,17 +1170,14 @@ class Dispatcher:
         def alone(session: Session) -> tuple[list[Outcome], _Effects]:
             return self._record_results_in(session, node_id, results)
 
-        if self.db.is_sqlite:
-            # Concurrent reports share the group's transaction and are recorded in one pass together.
-            outcomes, effects = await self.db.write_grouped_async(
-                alone,
-                self.executor,
-                refusals=PermissionDenied,
-                batch=self._record_reports,
-                request=(node_id, results),
-            )
-        else:
-            outcomes, effects = await self._db(self._write_alone, alone)
+        # Concurrent reports share a transaction (see _write) and are recorded in one pass together.
+        outcomes, effects = await self.db.write_grouped_async(
+            alone,
+            self.executor,
+            refusals=PermissionDenied,
+            batch=self._record_reports,
+            request=(node_id, results),
+        )
         await self._apply(effects)
         return outcomes
 

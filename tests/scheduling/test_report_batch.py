@@ -158,11 +158,11 @@ def test_disagreeing_replicas_past_the_limit_fail_the_job_and_pay_nobody(
 def test_reports_arriving_together_are_recorded_in_one_pass_each_answered_for_itself(
     coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Several nodes' reports at the same moment. On SQLite they share one transaction and are recorded
-    in one pass (one set of statements for all of them); on PostgreSQL each has its own. Either way each
-    caller gets its own answer: a report naming another node's lease is refused and records nothing,
-    one repeated within the same moment is a duplicate, both replicas of a task are verified together
-    and paid once, and the core hears of it all exactly once."""
+    """Several nodes' reports at the same moment share one transaction and are recorded in one pass (one
+    set of statements for all of them), on SQLite and PostgreSQL. Each caller still gets its own answer:
+    a report naming another node's lease is refused and records nothing, one repeated within the same
+    moment is a duplicate, both replicas of a task are verified together and paid once, and the core
+    hears of it all exactly once."""
     c = coordinator
     dispatcher = c.coordinator.dispatcher
     submitter, token = funded(c, "submitter")
@@ -196,7 +196,7 @@ def test_reports_arriving_together_are_recorded_in_one_pass_each_answered_for_it
         )
 
     alice, mallory, bob, alice_again = run_on_loop(c, together())
-    assert passes == ([4] if c.coordinator.db.is_sqlite else [1, 1, 1, 1])
+    assert passes == [4]
     assert [o.outcome for o in alice] == ["accepted"] * 2
     assert isinstance(mallory, PermissionDenied) and "not given to this node" in str(mallory)
     assert [o.outcome for o in bob] == ["accepted"] * 2
