@@ -226,7 +226,9 @@ _LOCK_LEASES = RawStatement(
     .with_for_update()
 )
 _TASKS_OF_LEASES = RawStatement(
-    sa_select(LEASES.c.task_id).where(LEASES.c.id.in_(bindparam("ids", expanding=True)))
+    sa_select(LEASES.c.id, LEASES.c.task_id).where(
+        LEASES.c.id.in_(bindparam("ids", expanding=True))
+    )
 )
 # Earlier reported replicas of the batch's tasks (the batch's own leases are already in hand).
 _REPORTED_OF = RawStatement(
@@ -564,6 +566,9 @@ class Dispatcher:
     def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
+            if not self.db.is_sqlite:  # tasks first, in order, as reports lock them
+                task_ids = sorted({d.task_id for d in failed})
+                _LOCK_TASKS.rows(session.connection(), {"ids": task_ids})
             self._fail_tasks(session, [(d.task_id, d.reason) for d in failed], effects, now)
         return effects
 
@@ -1118,8 +1123,8 @@ class Dispatcher:
     ) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
-            if expired and not self.db.is_sqlite:  # tasks before leases, as a report locks them
-                task_ids = sorted({d.task_id for d in expired})
+            if not self.db.is_sqlite and (expired or failed):  # tasks first, in order, as reports
+                task_ids = sorted({d.task_id for d in expired} | {d.task_id for d in failed})
                 _LOCK_TASKS.rows(session.connection(), {"ids": task_ids})
             for d in expired:
                 session.execute(
@@ -1194,7 +1199,34 @@ class Dispatcher:
     def _record_reports(
         self, session: Session, reports: list[tuple[str, list[ReportedResult]]]
     ) -> list[tuple[list[Outcome], _Effects] | PermissionDenied]:
-        """Several nodes' reports (node id, results) in one write transaction, in a fixed number of
+        """Several nodes' reports (node id, results) in one write transaction, answered in order (see
+        :meth:`_record_pass`). Reports that touch the same task go in successive passes, in the order
+        they came, so each one meets the task as it would one at a time: a third replica that arrives
+        with the two that decide it is late, as it would be a moment after them, not paid for."""
+        if len(reports) == 1:
+            return self._record_pass(session, reports)
+        ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
+        task_of = {
+            str(i): str(t) for i, t in _TASKS_OF_LEASES.rows(session.connection(), {"ids": ids})
+        }
+        passes: list[list[int]] = [[]]
+        seen: set[str] = set()
+        for i, (_, results) in enumerate(reports):
+            tasks = {task_of[r.lease_id] for r in results if r.lease_id in task_of}
+            if tasks & seen:
+                passes.append([])
+                seen = set()
+            passes[-1].append(i)
+            seen |= tasks
+        answers: list[tuple[list[Outcome], _Effects] | PermissionDenied] = []
+        for members in passes:
+            answers += self._record_pass(session, [reports[i] for i in members])
+        return answers
+
+    def _record_pass(
+        self, session: Session, reports: list[tuple[str, list[ReportedResult]]]
+    ) -> list[tuple[list[Outcome], _Effects] | PermissionDenied]:
+        """Several nodes' reports, none touching a task another one touches, in a fixed number of
         statements whatever their number and size.
 
         Leases, tasks and nodes are read and written as plain rows with Core statements (one SELECT ...
@@ -1222,7 +1254,7 @@ class Dispatcher:
             # Tasks before leases. A report settling a task writes the leases of the task's other
             # replicas too; a report that locked its own leases first and then waited for the task (a
             # repeated report, say) would hold exactly what the first one needs: a deadlock.
-            task_ids = sorted({str(t) for (t,) in _TASKS_OF_LEASES.rows(batch.conn, {"ids": ids})})
+            task_ids = sorted({str(t) for _, t in _TASKS_OF_LEASES.rows(batch.conn, {"ids": ids})})
             batch.tasks = {
                 row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
             }

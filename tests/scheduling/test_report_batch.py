@@ -15,6 +15,7 @@ from coordinator.errors import PermissionDenied
 from coordinator.jobs.models import (
     JOB_COMPLETED,
     JOB_FAILED,
+    LEASE_CANCELLED,
     LEASE_INVALID,
     LEASE_VALID,
     TASK_FAILED,
@@ -24,6 +25,7 @@ from coordinator.jobs.models import (
 )
 from coordinator.ledger import service as ledger
 from coordinator.ledger.models import LedgerTransaction
+from coordinator.nodes.models import Node
 from coordinator.scheduling.service import LeaseGrant, PollRequest, ReportedResult, ReportedUsage
 from tests.admin.helpers import funded, submit
 from tests.jobs.helpers import StandInWorker, balance, escrow_balance, run_on_loop
@@ -155,66 +157,137 @@ def test_disagreeing_replicas_past_the_limit_fail_the_job_and_pay_nobody(
         assert problems == []
 
 
-def test_reports_arriving_together_are_recorded_in_one_pass_each_answered_for_itself(
-    coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Several nodes' reports at the same moment share one transaction and are recorded in one pass (one
-    set of statements for all of them), on SQLite and PostgreSQL. Each caller still gets its own answer:
-    a report naming another node's lease is refused and records nothing, one repeated within the same
-    moment is a duplicate, both replicas of a task are verified together and paid once, and the core
-    hears of it all exactly once."""
-    c = coordinator
-    dispatcher = c.coordinator.dispatcher
-    submitter, token = funded(c, "submitter")
-    job_id = submit(c, token, array_size=2, replicas=2, output_paths=[])
-    stdout_sha = c.coordinator.blobs.put([b"42\n"], max_size=1024).sha256
-    nodes = {}
-    for name in ("alice", "bob", "mallory"):
-        owner, owner_token = c.signup(name)
-        nodes[name] = (owner, StandInWorker(c, owner_token, f"{name}-pc").node)
-    grants = {
-        name: run_on_loop(c, dispatcher.poll(nodes[name][1], POLL)) for name in ("alice", "bob")
-    }
-    assert [len(g) for g in grants.values()] == [2, 2]
+def _counting_passes(dispatcher: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many reports each recording pass takes, in order (a spy on the real method)."""
     passes: list[int] = []
-    record = dispatcher._record_reports
+    record = dispatcher._record_pass
 
     def counting(session: Any, reports: list[Any]) -> Any:
         passes.append(len(reports))
         return record(session, reports)
 
-    monkeypatch.setattr(dispatcher, "_record_reports", counting)
+    monkeypatch.setattr(dispatcher, "_record_pass", counting)
+    return passes
+
+
+def _job_and_nodes(
+    c: RunningCoordinator, names: tuple[str, ...], **job: Any
+) -> tuple[int, str, str, dict[str, tuple[int, Any]]]:
+    """A funded submitter's job (no outputs), a stored stdout, and a node for each name: (owner, node)."""
+    submitter, token = funded(c, "submitter")
+    job_id = submit(c, token, output_paths=[], **job)
+    stdout_sha = c.coordinator.blobs.put([b"42\n"], max_size=1024).sha256
+    nodes = {}
+    for name in names:
+        owner, owner_token = c.signup(name)
+        nodes[name] = (owner, StandInWorker(c, owner_token, f"{name}-pc").node)
+    return submitter, job_id, stdout_sha, nodes
+
+
+def _by_task(grants: list[LeaseGrant]) -> list[LeaseGrant]:
+    return sorted(grants, key=lambda g: g.task_id)
+
+
+def test_reports_arriving_together_are_recorded_in_one_pass_each_answered_for_itself(
+    coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several nodes' reports at the same moment share one transaction, and those about different tasks
+    are recorded in one pass (one set of statements for all of them), on SQLite and PostgreSQL. Each
+    caller still gets its own answer: a report naming another node's lease is refused and records
+    nothing; one repeated within the same moment is a duplicate; the replicas that complete a task are
+    verified and paid once; and the core hears of it all exactly once."""
+    c = coordinator
+    dispatcher = c.coordinator.dispatcher
+    submitter, job_id, stdout_sha, nodes = _job_and_nodes(
+        c, ("alice", "bob", "mallory"), array_size=2, replicas=2
+    )
+    (a1, a2), (b1, b2) = (
+        _by_task(run_on_loop(c, dispatcher.poll(nodes[name][1], POLL))) for name in ("alice", "bob")
+    )
+    assert (a1.task_id, a2.task_id) == (b1.task_id, b2.task_id)
+    passes = _counting_passes(dispatcher, monkeypatch)
     accepted_before = dispatcher.counters["tasks_accepted"]
 
-    async def together() -> list[Any]:
+    def report(name: str, grant: LeaseGrant) -> Any:
+        return dispatcher.report(nodes[name][1], _results([grant], stdout_sha))
+
+    async def first() -> list[Any]:
         return await asyncio.gather(
-            dispatcher.report(nodes["alice"][1], _results(grants["alice"], stdout_sha)),
-            dispatcher.report(nodes["mallory"][1], _results(grants["alice"], stdout_sha)),
-            dispatcher.report(nodes["bob"][1], _results(grants["bob"], stdout_sha)),
-            dispatcher.report(nodes["alice"][1], _results(grants["alice"], stdout_sha)),
-            return_exceptions=True,
+            report("alice", a1), report("mallory", a1), report("bob", b2), return_exceptions=True
         )
 
-    alice, mallory, bob, alice_again = run_on_loop(c, together())
-    assert passes == [4]
-    assert [o.outcome for o in alice] == ["accepted"] * 2
+    alice, mallory, bob = run_on_loop(c, first())
+    # Mallory's report names a lease of task 1, as alice's does: it goes in a second pass, with bob's.
+    assert passes == [1, 2]
+    assert [o.outcome for o in alice] == [o.outcome for o in bob] == ["accepted"]
     assert isinstance(mallory, PermissionDenied) and "not given to this node" in str(mallory)
-    assert [o.outcome for o in bob] == ["accepted"] * 2
-    assert [o.outcome for o in alice_again] == ["duplicate"] * 2
+    assert balance(c, nodes["alice"][0]) == balance(c, nodes["bob"][0]) == 0  # no quorum yet
+
+    async def second() -> list[Any]:
+        return await asyncio.gather(
+            report("alice", a2), report("bob", b1), report("alice", a2), return_exceptions=True
+        )
+
+    alice, bob, alice_again = run_on_loop(c, second())
+    assert passes == [1, 2, 2, 1]  # both tasks complete in one pass; the repeat comes after it
+    assert [o.outcome for o in alice] == [o.outcome for o in bob] == ["accepted"]
+    assert [o.outcome for o in alice_again] == ["duplicate"]
 
     job, leases, payments = _settled(c, job_id)
     with c.coordinator.db.read() as session:
         problems = ledger.audit(session)
     assert job.state == JOB_COMPLETED and job.tasks_done == 2
     assert sorted(x.state for x in leases) == [LEASE_VALID] * 4
-    assert {x.node_owner_id for x in leases} == {nodes["alice"][0], nodes["bob"][0]}
     assert payments == 2
     assert balance(c, nodes["mallory"][0]) == 0
-    assert balance(c, nodes["alice"][0]) == sum(
-        x.paid_micro for x in leases if x.node_owner_id == nodes["alice"][0]
-    )
+    for owner in (nodes["alice"][0], nodes["bob"][0]):
+        assert (
+            balance(c, owner) == sum(x.paid_micro for x in leases if x.node_owner_id == owner) > 0
+        )
     assert balance(c, submitter) == 10 * 1_000_000 - job.charged_micro
     assert problems == []
-    # The effects of the shared pass reached the core once: two tasks accepted, none queued or held.
+    # The effects of the shared passes reached the core once: two tasks accepted, none queued or held.
     assert dispatcher.counters["tasks_accepted"] - accepted_before == 2
     assert run_on_loop(c, dispatcher.poll(nodes["mallory"][1], POLL)) == []
+
+
+def test_a_replica_arriving_with_those_that_decide_its_task_is_late_as_it_would_be_after_them(
+    coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three replicas, a quorum of two, all three reported at once: recorded one after another, the
+    third finds the task decided. It is late: not charged to the submitter, not paid, and its node's
+    trust is not touched, exactly as when it comes a moment after the other two."""
+    c = coordinator
+    dispatcher = c.coordinator.dispatcher
+    submitter, job_id, stdout_sha, nodes = _job_and_nodes(
+        c, ("alice", "bob", "carol"), replicas=3, quorum=2
+    )
+    grants = {
+        name: run_on_loop(c, dispatcher.poll(node, POLL)) for name, (_, node) in nodes.items()
+    }
+    assert [len(g) for g in grants.values()] == [1, 1, 1]
+    passes = _counting_passes(dispatcher, monkeypatch)
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                dispatcher.report(node, _results(grants[name], stdout_sha))
+                for name, (_, node) in nodes.items()
+            )
+        )
+
+    answers = run_on_loop(c, together())
+    assert passes == [1, 1, 1]
+    assert [[o.outcome for o in a] for a in answers] == [["accepted"], ["accepted"], ["late"]]
+    job, leases, payments = _settled(c, job_id)
+    carol = nodes["carol"][0]
+    assert job.state == JOB_COMPLETED and payments == 1
+    assert sorted(x.state for x in leases) == sorted([LEASE_VALID, LEASE_VALID, LEASE_CANCELLED])
+    assert [x.charged_micro for x in leases if x.node_owner_id == carol] == [0]
+    assert balance(c, carol) == 0
+    assert job.charged_micro == sum(x.charged_micro for x in leases) > 0
+    assert balance(c, submitter) == 10 * 1_000_000 - job.charged_micro
+    with c.coordinator.db.read() as session:
+        carol_node = session.get(Node, nodes["carol"][1].id)
+        assert carol_node is not None and carol_node.valid_results == 0
+        assert ledger.audit(session) == []
