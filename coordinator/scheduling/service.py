@@ -566,11 +566,15 @@ class Dispatcher:
     def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
-            if not self.db.is_sqlite:  # tasks first, in order, as reports lock them
-                task_ids = sorted({d.task_id for d in failed})
-                _LOCK_TASKS.rows(session.connection(), {"ids": task_ids})
+            self._lock_tasks_first(session, {d.task_id for d in failed})
             self._fail_tasks(session, [(d.task_id, d.reason) for d in failed], effects, now)
         return effects
+
+    def _lock_tasks_first(self, session: Session, task_ids: set[str]) -> None:
+        """PostgreSQL: lock these tasks in id order before anything else, as a report does (its tasks, then
+        its leases), so that the two cannot deadlock. SQLite locks the whole database already."""
+        if task_ids and not self.db.is_sqlite:
+            _LOCK_TASKS.rows(session.connection(), {"ids": sorted(task_ids)})
 
     def _route(self, decisions: Sequence[core.Decision]) -> None:
         """Decisions that need no database write right away (cancellations are told via heartbeats)."""
@@ -1123,9 +1127,9 @@ class Dispatcher:
     ) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
-            if not self.db.is_sqlite and (expired or failed):  # tasks first, in order, as reports
-                task_ids = sorted({d.task_id for d in expired} | {d.task_id for d in failed})
-                _LOCK_TASKS.rows(session.connection(), {"ids": task_ids})
+            self._lock_tasks_first(
+                session, {d.task_id for d in expired} | {d.task_id for d in failed}
+            )
             for d in expired:
                 session.execute(
                     update(Lease)
@@ -1203,12 +1207,9 @@ class Dispatcher:
         :meth:`_record_pass`). Reports that touch the same task go in successive passes, in the order
         they came, so each one meets the task as it would one at a time: a third replica that arrives
         with the two that decide it is late, as it would be a moment after them, not paid for."""
+        task_of = _tasks_of_leases(session.connection(), reports)
         if len(reports) == 1:
-            return self._record_pass(session, reports)
-        ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
-        task_of = {
-            str(i): str(t) for i, t in _TASKS_OF_LEASES.rows(session.connection(), {"ids": ids})
-        }
+            return self._record_pass(session, reports, task_of)
         passes: list[list[int]] = [[]]
         seen: set[str] = set()
         for i, (_, results) in enumerate(reports):
@@ -1220,14 +1221,17 @@ class Dispatcher:
             seen |= tasks
         answers: list[tuple[list[Outcome], _Effects] | PermissionDenied] = []
         for members in passes:
-            answers += self._record_pass(session, [reports[i] for i in members])
+            answers += self._record_pass(session, [reports[i] for i in members], task_of)
         return answers
 
     def _record_pass(
-        self, session: Session, reports: list[tuple[str, list[ReportedResult]]]
+        self,
+        session: Session,
+        reports: list[tuple[str, list[ReportedResult]]],
+        task_of: dict[str, str],
     ) -> list[tuple[list[Outcome], _Effects] | PermissionDenied]:
         """Several nodes' reports, none touching a task another one touches, in a fixed number of
-        statements whatever their number and size.
+        statements whatever their number and size. ``task_of``: each named lease's task.
 
         Leases, tasks and nodes are read and written as plain rows with Core statements (one SELECT ...
         FOR UPDATE per table, one executemany UPDATE per table at the end); the jobs are the only ORM
@@ -1242,25 +1246,14 @@ class Dispatcher:
         now = self.clock()
         batch = _Batch(session, session.connection(), now, self._price_tables)
         ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
-        if self.db.is_sqlite:  # the whole database is locked already: no row locks to order
-            leases = {
-                row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})
-            }
-            task_ids = sorted({x.task_id for x in leases.values()})
-            batch.tasks = {
-                row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
-            }
-        else:
-            # Tasks before leases. A report settling a task writes the leases of the task's other
-            # replicas too; a report that locked its own leases first and then waited for the task (a
-            # repeated report, say) would hold exactly what the first one needs: a deadlock.
-            task_ids = sorted({str(t) for _, t in _TASKS_OF_LEASES.rows(batch.conn, {"ids": ids})})
-            batch.tasks = {
-                row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
-            }
-            leases = {
-                row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})
-            }
+        # Tasks before leases (PostgreSQL). A report settling a task writes the leases of the task's other
+        # replicas too; a report that locked its own leases first and then waited for the task (a
+        # repeated report, say) would hold exactly what the first one needs: a deadlock.
+        task_ids = sorted({task_of[i] for i in ids if i in task_of})
+        batch.tasks = {
+            row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
+        }
+        leases = {row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
         answers: list[tuple[list[Outcome], _Effects] | PermissionDenied] = []
         for node_id, results in reports:  # all-or-nothing per report, before anything is written
             answers.append(_refusal(leases, node_id, results) or ([], _Effects()))
@@ -1704,6 +1697,14 @@ def _requirements(spec: JobSpec) -> core.Requirements:
     return core.Requirements(
         r.cpu_cores, r.memory_gb, r.gpu_count, r.gpu_memory_gb, r.gpu_name, spec.network_access
     )
+
+
+def _tasks_of_leases(
+    conn: Connection, reports: list[tuple[str, list[ReportedResult]]]
+) -> dict[str, str]:
+    """Lease id -> task id, for the leases the reports name that exist (read without locking)."""
+    ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
+    return {str(i): str(t) for i, t in _TASKS_OF_LEASES.rows(conn, {"ids": ids})}
 
 
 def _refusal(

@@ -162,9 +162,9 @@ def _counting_passes(dispatcher: Any, monkeypatch: pytest.MonkeyPatch) -> list[i
     passes: list[int] = []
     record = dispatcher._record_pass
 
-    def counting(session: Any, reports: list[Any]) -> Any:
+    def counting(session: Any, reports: list[Any], *rest: Any) -> Any:
         passes.append(len(reports))
-        return record(session, reports)
+        return record(session, reports, *rest)
 
     monkeypatch.setattr(dispatcher, "_record_pass", counting)
     return passes
