@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -336,12 +337,31 @@ class Coordinator:
     async def run_until_signalled(self) -> None:
         """Serve until SIGTERM or SIGINT, then shut down cleanly."""
         await self.start()
+        tune_garbage_collector(self.settings.gc_young_threshold)
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         await stop_requested.wait()
         await self.stop()
+
+
+def tune_garbage_collector(young_threshold: int) -> None:
+    """Make Python's cyclic garbage collector cheap for a long-running server process.
+
+    With Python's defaults a young collection runs after every 700 new container objects, and every tenth
+    of those walks the middle generation too. Under load the coordinator allocates a few thousand objects per
+    request (protobufs, dataclasses, ORM rows), so those collections ran hundreds of times a second and cost
+    about a tenth of its CPU in the dispatch bench, mostly walking objects that their request would free a
+    moment later anyway. Collecting after ``young_threshold`` new objects lets most of them die by reference
+    counting first. The objects that exist once the servers are up (modules, the schema, the app) are
+    frozen, so that the rare full collections no longer walk them. ``young_threshold`` 0 leaves the
+    collector as it is. Only the ``hivemind coordinator`` process calls this: in-process coordinators (the
+    tests, the demo) share their interpreter with other code."""
+    if young_threshold <= 0:
+        return
+    gc.freeze()
+    gc.set_threshold(young_threshold, 20, 100)
 
 
 class BackgroundCoordinator:

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     min_task_charge_micro: int = Field(1_000, ge=0)
 
     db_threads: int = Field(8, gt=0, description="threads running blocking database work")
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="a serving coordinator runs Python's cyclic garbage collector after this many "
+        "new objects (0 keeps Python's default of 700); see docs/PERFORMANCE.md",
+    )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="event loop: uvloop where installed (auto), or asyncio's own"
     )

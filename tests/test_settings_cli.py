@@ -110,3 +110,40 @@ def test_serve_create_admin_and_sigterm(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert '"msg": "coordinator stopped"' in err
+
+
+@pytest.fixture
+def collector_state() -> object:
+    """Put Python's garbage collector back as it was after a test that tunes it."""
+    import gc
+
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_a_serving_coordinator_collects_garbage_less_often_and_skips_its_startup_objects() -> None:
+    import gc
+
+    from coordinator.server import tune_garbage_collector
+
+    before = gc.get_freeze_count()
+    tune_garbage_collector(Settings(gc_young_threshold=40_000).gc_young_threshold)
+    assert gc.get_threshold()[0] == 40_000
+    assert gc.get_freeze_count() > before  # what existed at startup is no longer walked
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_a_young_threshold_of_zero_leaves_the_collector_as_python_set_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from coordinator.server import tune_garbage_collector
+
+    monkeypatch.setenv("HIVEMIND_GC_YOUNG_THRESHOLD", "0")
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    tune_garbage_collector(load_settings().gc_young_threshold)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (thresholds, frozen)
