@@ -26,7 +26,7 @@ import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
@@ -34,6 +34,7 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any]
+V = TypeVar("V")
 
 
 @dataclass(slots=True)
@@ -56,6 +57,16 @@ class _Compiled:
         default_factory=dict
     )
     """SQL and positions per tuple of list lengths (positions name (parameter, list index or -1))."""
+
+
+def padded(values: list[V]) -> list[V]:
+    """``values`` lengthened to a power of two by repeating the last one. An expanding parameter gives a
+    statement one form per list length, each expanded, kept and prepared by the driver on its own; lists
+    whose lengths vary with the load (a group's ids) then take a handful of forms instead of hundreds.
+    Only for statements a repeated value cannot change (``IN`` lists, probes whose rows go into a set)."""
+    if not values:
+        return values
+    return values + [values[-1]] * ((1 << (len(values) - 1).bit_length()) - len(values))
 
 
 class RawStatement:

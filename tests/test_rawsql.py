@@ -11,7 +11,7 @@ from sqlalchemy import Integer, bindparam, literal_column, select
 from coordinator.clock import utcnow
 from coordinator.db import Database
 from coordinator.ledger.tables import ACCOUNTS, USERS
-from coordinator.rawsql import RawStatement
+from coordinator.rawsql import RawStatement, padded
 from tests.ledger.helpers import CPT, make_user
 
 _BY_USER = RawStatement(
@@ -55,6 +55,26 @@ def test_lists_and_column_types_read_as_sqlalchemy_reads_them(database: Database
             assert got == [tuple(r) for r in conn.execute(listed, {"ids": chosen})]
             assert all(isinstance(r.created_at, datetime) for r in got)
         assert [r.user_id for r in raw.rows(conn, {"ids": ids})] == sorted(ids)
+
+
+def test_padded_lists_select_the_same_rows_in_a_few_statement_forms(database: Database) -> None:
+    """A list lengthened to a power of two (its last value repeated) selects what the list selects, and
+    lists of 1 to 9 values then give the statement 5 forms (1, 2, 4, 8 and 16) instead of 9."""
+    ids = [make_user(database, f"p{i}") for i in range(9)]
+    assert padded([]) == []
+    assert padded(ids[:3]) == [*ids[:3], ids[2]]
+    assert padded(ids[:8]) == ids[:8]
+    listed = select(ACCOUNTS.c.user_id).where(
+        ACCOUNTS.c.user_id.in_(bindparam("ids", expanding=True)), ACCOUNTS.c.kind == "user"
+    )
+    raw = RawStatement(listed)
+    with database.read() as session:
+        conn = session.connection()
+        for n in range(1, 10):
+            got = sorted(r.user_id for r in raw.rows(conn, {"ids": padded(ids[:n])}))
+            assert got == sorted(ids[:n])
+    [compiled] = raw._compiled.values()
+    assert sorted(compiled.expanded) == [(1,), (2,), (4,), (8,), (16,)]
 
 
 @pytest.mark.parametrize(("extra", "long"), [(0, False), (60, False), (10, True)])

@@ -61,7 +61,7 @@ from coordinator.ledger.models import (
     MINT_ACCOUNT,
 )
 from coordinator.ledger.tables import ACCOUNTS, ENTRIES, TRANSACTIONS, USERS
-from coordinator.rawsql import RawStatement
+from coordinator.rawsql import RawStatement, padded
 
 # The most one request may move: 10**15 micro-CPT is one billion CPT. Far above any real payment, far
 # below what a signed 64-bit column holds, so sums of a few thousand maximal postings still fit.
@@ -596,7 +596,7 @@ def _write(
 
 
 def _lock(conn: Connection, account_ids: Iterable[int]) -> dict[int, tuple[str, int]]:
-    rows = _LOCK_ACCOUNTS.rows(conn, {"ids": sorted(set(account_ids))})
+    rows = _LOCK_ACCOUNTS.rows(conn, {"ids": padded(sorted(set(account_ids)))})
     return {int(r.id): (str(r.kind), int(r.balance_micro)) for r in rows}
 
 
@@ -1017,8 +1017,9 @@ def _lock_batch_wallets(senders: int, recipients: int) -> RawStatement:
     )
 
 
-# Pairs looked up per statement (SQLite allows 500 terms in a compound SELECT).
-_PAIRS_PER_LOOKUP = 100
+# Pairs looked up per statement (SQLite allows 500 terms in a compound SELECT); a power of two, as the
+# statement sizes are (_used_pairs).
+_PAIRS_PER_LOOKUP = 128
 
 
 @functools.cache
@@ -1043,7 +1044,7 @@ def _used_pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple
     unique = sorted(set(pairs))
     used: set[tuple[str, str]] = set()
     for start in range(0, len(unique), _PAIRS_PER_LOOKUP):
-        chunk = unique[start : start + _PAIRS_PER_LOOKUP]
+        chunk = padded(unique[start : start + _PAIRS_PER_LOOKUP])  # one statement per power of two
         params = _numbered("c", [c for c, _ in chunk]) | _numbered("k", [k for _, k in chunk])
         used.update((str(c), str(k)) for c, k in _key_pairs(len(chunk)).rows(conn, params))
     return used

@@ -72,7 +72,7 @@ from coordinator.jobs.spec import JobSpec
 from coordinator.ledger import service as ledger
 from coordinator.metrics import Metrics
 from coordinator.nodes.models import Node
-from coordinator.rawsql import RawStatement
+from coordinator.rawsql import RawStatement, padded
 from coordinator.rewards import pricing
 from coordinator.scheduling import core
 from coordinator.scheduling.liveness import LivenessStore
@@ -574,7 +574,7 @@ class Dispatcher:
         """PostgreSQL: lock these tasks in id order before anything else, as a report does (its tasks, then
         its leases), so that the two cannot deadlock. SQLite locks the whole database already."""
         if task_ids and not self.db.is_sqlite:
-            _LOCK_TASKS.rows(session.connection(), {"ids": sorted(task_ids)})
+            _LOCK_TASKS.rows(session.connection(), {"ids": padded(sorted(task_ids))})
 
     def _route(self, decisions: Sequence[core.Decision]) -> None:
         """Decisions that need no database write right away (cancellations are told via heartbeats)."""
@@ -971,8 +971,12 @@ class Dispatcher:
             )
 
     async def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
-        """Write a poll's leases, and mark their tasks (and jobs) running: three or four statements. On
-        SQLite concurrent polls share one transaction (group commit); the core already decided them."""
+        """Write a poll's leases, and mark their tasks (and jobs) running. The polls of one group are
+        written together (``_write_grants``): three or four statements for all of them. The group is the
+        loop's, shared with the reports (``Database.write_grouped_async``), on SQLite and PostgreSQL alike:
+        one thread hand-off and one commit per group. On PostgreSQL that costs no concurrency worth having:
+        polls and reports of one job array meet on its rows (the job, its escrow, the fee account) anyway,
+        and each commit waits for the disk."""
         task_ids = [g.task_id for g in grants]
         job_ids = sorted({self.tasks[t].job_id for t in task_ids} - self._running_jobs)
         rows = [
@@ -994,29 +998,18 @@ class Dispatcher:
             }
             for g in grants
         ]
-        raised = [g.task_id for g in grants if g.quorum is not None]
-
-        def work(session: Session) -> None:
-            conn = session.connection()
-            _INSERT_LEASE.executemany(conn, rows)
-            _TASKS_RUNNING.rowcount(conn, {"ids": task_ids})
-            if raised:  # adaptive replication added a cross-check replica
-                _TASKS_RAISED.rowcount(conn, {"ids": raised})
-            if job_ids:
-                _JOBS_RUNNING.rowcount(conn, {"ids": job_ids})
-
-        await self._write(work, short=True)
-        self._running_jobs.update(job_ids)
-
-    async def _write(self, work: Callable[[Session], T], *, short: bool = False) -> T:
-        """A write transaction shared with the loop's concurrent writes of the grant and report paths:
-        one thread hand-off and one commit per group (``Database.write_grouped_async``), on SQLite and
-        PostgreSQL alike; ``work`` refuses (PermissionDenied) only before it writes. On PostgreSQL the
-        groups cost no concurrency worth having: polls and reports of one job array meet on its rows
-        (the job, its escrow, the fee account) anyway, and each commit waits for the disk."""
-        return await self.db.write_grouped_async(
-            work, self.executor, refusals=PermissionDenied, short=short
+        granted = _Granted(
+            rows, task_ids, [g.task_id for g in grants if g.quorum is not None], job_ids
         )
+        await self.db.write_grouped_async(
+            lambda session: _write_grants(session, [granted])[0],
+            self.executor,
+            refusals=PermissionDenied,
+            batch=_write_grants,
+            request=granted,
+            short=True,
+        )
+        self._running_jobs.update(job_ids)
 
     def _lease_grant(self, grant: core.Grant) -> LeaseGrant:
         task = self.tasks[grant.task_id]
@@ -1179,7 +1172,7 @@ class Dispatcher:
         def alone(session: Session) -> tuple[list[Outcome], _Effects]:
             return self._record_results_in(session, node_id, results)
 
-        # Concurrent reports share a transaction (see _write) and are recorded in one pass together.
+        # Concurrent reports share a transaction (see _persist_grants) and are recorded in one pass together.
         outcomes, effects = await self.db.write_grouped_async(
             alone,
             self.executor,
@@ -1251,9 +1244,12 @@ class Dispatcher:
         # repeated report, say) would hold exactly what the first one needs: a deadlock.
         task_ids = sorted({task_of[i] for i in ids if i in task_of})
         batch.tasks = {
-            row.id: _TaskRow(*row) for row in _LOCK_TASKS.rows(batch.conn, {"ids": task_ids})
+            row.id: _TaskRow(*row)
+            for row in _LOCK_TASKS.rows(batch.conn, {"ids": padded(task_ids)})
         }
-        leases = {row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": ids})}
+        leases = {
+            row.id: _LeaseRow(*row) for row in _LOCK_LEASES.rows(batch.conn, {"ids": padded(ids)})
+        }
         answers: list[tuple[list[Outcome], _Effects] | PermissionDenied] = []
         for node_id, results in reports:  # all-or-nothing per report, before anything is written
             answers.append(_refusal(leases, node_id, results) or ([], _Effects()))
@@ -1269,7 +1265,7 @@ class Dispatcher:
         }
         blob_sizes = {
             str(sha): int(size)
-            for sha, size in _BLOB_SIZES.rows(batch.conn, {"shas": sorted(shas)})
+            for sha, size in _BLOB_SIZES.rows(batch.conn, {"shas": padded(sorted(shas))})
         }
         touched: dict[str, None] = {}  # tasks with a new comparable result, in report order
         for results, outcomes in recorded:
@@ -1441,7 +1437,8 @@ class Dispatcher:
             if x.state == LEASE_REPORTED and x.task_id in reported:
                 reported[x.task_id].append(x)
         for row in _REPORTED_OF.rows(
-            batch.conn, {"tasks": touched, "state": LEASE_REPORTED, "ids": sorted(leases)}
+            batch.conn,
+            {"tasks": padded(touched), "state": LEASE_REPORTED, "ids": padded(sorted(leases))},
         ):
             reported[row.task_id].append(_LeaseRow(*row))
         accepted: list[tuple[_TaskRow, verification.Accept, list[_LeaseRow]]] = []
@@ -1483,7 +1480,8 @@ class Dispatcher:
         # (PostgreSQL): it does not wait for the key-share locks that updating a lease takes on its node.
         node_ids = sorted({x.node_id for _, _, replicas in accepted for x in replicas})
         nodes = {
-            row.id: _NodeRow.of(row) for row in _LOCK_NODES.rows(batch.conn, {"ids": node_ids})
+            row.id: _NodeRow.of(row)
+            for row in _LOCK_NODES.rows(batch.conn, {"ids": padded(node_ids)})
         }
         payments: list[ledger.PostingRequest] = []
         for task, verdict, replicas in accepted:
@@ -1692,6 +1690,36 @@ class Dispatcher:
         return rows, final
 
 
+@dataclass(frozen=True, slots=True)
+class _Granted:
+    """One poll's grants, as rows to write."""
+
+    leases: list[dict[str, Any]]
+    task_ids: list[str]
+    raised: list[str]
+    """Tasks to which adaptive replication added a cross-check replica."""
+    job_ids: list[str]
+
+
+def _write_grants(session: Session, polls: list[_Granted]) -> list[None]:
+    """The grants of several polls, written together: their leases in one ``executemany``, their tasks
+    (and jobs) marked running in one statement each. The core decided them, so nothing is refused."""
+    conn = session.connection()
+    _INSERT_LEASE.executemany(conn, [row for poll in polls for row in poll.leases])
+    _TASKS_RUNNING.rowcount(conn, {"ids": padded([t for poll in polls for t in poll.task_ids])})
+    raised = [t for poll in polls for t in poll.raised]
+    if raised and len(set(raised)) == len(raised):
+        _TASKS_RAISED.rowcount(conn, {"ids": padded(raised)})
+    elif raised:  # a task raised twice is raised twice, as it would be poll by poll
+        for poll in polls:
+            if poll.raised:
+                _TASKS_RAISED.rowcount(conn, {"ids": poll.raised})
+    job_ids = sorted({j for poll in polls for j in poll.job_ids})
+    if job_ids:
+        _JOBS_RUNNING.rowcount(conn, {"ids": padded(job_ids)})
+    return [None] * len(polls)
+
+
 def _requirements(spec: JobSpec) -> core.Requirements:
     r = spec.resources
     return core.Requirements(
@@ -1704,7 +1732,7 @@ def _tasks_of_leases(
 ) -> dict[str, str]:
     """Lease id -> task id, for the leases the reports name that exist (read without locking)."""
     ids = sorted({r.lease_id for _, results in reports for r in results if r.lease_id})
-    return {str(i): str(t) for i, t in _TASKS_OF_LEASES.rows(conn, {"ids": ids})}
+    return {str(i): str(t) for i, t in _TASKS_OF_LEASES.rows(conn, {"ids": padded(ids)})}
 
 
 def _refusal(

@@ -291,3 +291,46 @@ def test_a_replica_arriving_with_those_that_decide_its_task_is_late_as_it_would_
         carol_node = session.get(Node, nodes["carol"][1].id)
         assert carol_node is not None and carol_node.valid_results == 0
         assert ledger.audit(session) == []
+
+
+def test_polls_arriving_together_write_their_grants_in_one_batch(
+    coordinator: RunningCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent polls share one write: every poll's leases go in together, and the tasks and the job
+    are marked running once. A task that adaptive replication raised (its first replica went to an
+    untrusted node) is raised once in the database, as it was poll by poll, even though its cross-check
+    replica was granted in the same batch. On SQLite and PostgreSQL."""
+    from coordinator.scheduling import service
+
+    c = coordinator
+    dispatcher = c.coordinator.dispatcher
+    _, job_id, _, nodes = _job_and_nodes(c, ("alice", "bob", "carol"), array_size=3)
+    batches: list[int] = []
+    write = service._write_grants
+
+    def counting(session: Any, polls: list[Any]) -> Any:
+        batches.append(len(polls))
+        return write(session, polls)
+
+    monkeypatch.setattr(service, "_write_grants", counting)
+
+    async def together() -> list[list[LeaseGrant]]:
+        return list(
+            await asyncio.gather(*(dispatcher.poll(node, POLL) for _, node in nodes.values()))
+        )
+
+    granted = run_on_loop(c, together())
+    # Alice's poll takes the three tasks, each raised to a cross-check; bob's takes those cross-checks
+    # (never two replicas on one owner); carol's finds nothing left and writes nothing.
+    assert [len(grants) for grants in granted] == [3, 3, 0]
+    assert batches == [2]
+    leases = [g for grants in granted for g in grants]
+    with c.coordinator.db.read() as session:
+        rows = {x.id: x for x in session.exec(select(Lease).where(Lease.job_id == job_id))}
+        tasks = list(session.exec(select(Task).where(Task.job_id == job_id)))
+        job = session.get(Job, job_id)
+    assert sorted(rows) == sorted(g.lease_id for g in leases)
+    for (_, node), grants in zip(nodes.values(), granted, strict=True):
+        assert {rows[g.lease_id].node_id for g in grants} <= {node.id}
+    assert sorted((t.state, t.quorum, t.replicas_needed) for t in tasks) == [("running", 2, 2)] * 3
+    assert job is not None and job.state == "running"
