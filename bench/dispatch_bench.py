@@ -13,6 +13,10 @@ reports them in one batch with its next poll (``PollTasksRequest.results``, as t
 leasing, verification (including the cross-check replicas that untrusted nodes get), payments through the
 ledger, and job completion.
 
+Every node starts untrusted, so while each earns trust (ten agreeing results) most of its tasks get a cross-check
+replica: adaptive replication, as BOINC does it. ``--warm-up N`` first runs N untimed jobs, so that the timed
+ones meet an established fleet, where only spot checks add replicas.
+
 It prints jobs/s from the first submission to the last accepted result, and p50/p99 of submit-to-lease
 latency, then checks that every job completed and the ledger audit is clean. Bounded: it stops after
 ``--time-limit`` seconds whatever happens.
@@ -174,6 +178,68 @@ async def simulated_worker(
         ]
 
 
+async def submit_arrays(
+    jobs: jobs_pb2_grpc.JobServiceStub,
+    md: tuple[tuple[str, str], ...],
+    count: int,
+    array_size: int,
+    stats: Stats,
+) -> list[str]:
+    """Submit ``count`` jobs as arrays of ``array_size``; returns the arrays' job ids."""
+    job_ids: list[str] = []
+    remaining = count
+    while remaining > 0:
+        size = min(array_size, remaining)
+        spec = jobs_pb2.JobSpec(
+            name="bench",
+            image="hivemind/busybox:latest",
+            command=["true"],
+            array_size=size if size > 1 else 0,
+            resources=jobs_pb2.Resources(cpu_cores=1, memory_gb=0.5),
+            timeout_s=60,
+            max_budget_micro=size * 4 * 1_000_000,
+        )
+        reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec), metadata=md)
+        stats.submitted_at[reply.job_id] = time.perf_counter()
+        job_ids.append(reply.job_id)
+        remaining -= size
+    return job_ids
+
+
+async def wait_final(
+    jobs: jobs_pb2_grpc.JobServiceStub,
+    md: tuple[tuple[str, str], ...],
+    job_ids: list[str],
+    deadline: float,
+) -> tuple[set[str], int]:
+    """Wait until every array is final or ``deadline`` passes: (arrays still pending, arrays that
+    failed or were cancelled)."""
+    pending = set(job_ids)
+    failed = 0
+    while pending and time.perf_counter() < deadline:
+        await asyncio.sleep(0.25)
+        # One ListJobs call gives every array's state, as a submitter's dashboard would ask (GetJob reads
+        # every task of an array: asking it about 1,000-task arrays four times a second would cost the
+        # coordinator a tenth of its CPU and measure the wrong thing).
+        token = ""
+        while True:
+            page = await jobs.ListJobs(
+                jobs_pb2.ListJobsRequest(page_size=100, page_token=token), metadata=md
+            )
+            for status in page.jobs:
+                if status.job_id in pending and status.state in (
+                    "completed",
+                    "failed",
+                    "cancelled",
+                ):
+                    pending.discard(status.job_id)
+                    failed += status.state != "completed"
+            token = page.next_page_token
+            if not token:
+                break
+    return pending, failed
+
+
 async def run(args: argparse.Namespace) -> dict[str, float]:
     target = args.target
     stats = Stats()
@@ -216,50 +282,29 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     # store is content-addressed; a real worker uploads its stdout with UploadOutput).
     await jobs.UploadInput(_chunks(), metadata=submitter_md)
 
-    start = time.perf_counter()
-    job_ids: list[str] = []
-    remaining = args.jobs
-    while remaining > 0:
-        size = min(args.array_size, remaining)
-        spec = jobs_pb2.JobSpec(
-            name="bench",
-            image="hivemind/busybox:latest",
-            command=["true"],
-            array_size=size if size > 1 else 0,
-            resources=jobs_pb2.Resources(cpu_cores=1, memory_gb=0.5),
-            timeout_s=60,
-            max_budget_micro=size * 4 * 1_000_000,
+    if args.warm_up:
+        # An established fleet: every node earns trust on untimed work first (TRUST_STREAK agreeing
+        # results), so the timed jobs get cross-check replicas only as spot checks.
+        t0 = time.perf_counter()
+        warm = await submit_arrays(jobs, submitter_md, args.warm_up, args.array_size, stats)
+        pending, failed = await wait_final(jobs, submitter_md, warm, t0 + args.time_limit)
+        if pending or failed:
+            raise RuntimeError(f"the warm-up did not complete: {len(pending)} arrays pending")
+        warm_leases = stats.leases
+        print(
+            f"warm-up: {args.warm_up:,} jobs in {time.perf_counter() - t0:.1f} s, "
+            f"{warm_leases:,} leases",
+            flush=True,
         )
-        reply = await jobs.SubmitJob(jobs_pb2.SubmitJobRequest(spec=spec), metadata=submitter_md)
-        stats.submitted_at[reply.job_id] = time.perf_counter()
-        job_ids.append(reply.job_id)
-        remaining -= size
-    submit_done = time.perf_counter()
+        stats.leases = 0
+        stats.submitted_at.clear()
+        stats.first_lease.clear()
+        stats.task_job.clear()
 
-    deadline = start + args.time_limit
-    pending = set(job_ids)
-    failed = 0
-    while pending and time.perf_counter() < deadline:
-        await asyncio.sleep(0.25)
-        # One ListJobs call gives every array's state, as a submitter's dashboard would ask (GetJob reads
-        # every task of an array: asking it about 1,000-task arrays four times a second would cost the
-        # coordinator a tenth of its CPU and measure the wrong thing).
-        token = ""
-        while True:
-            page = await jobs.ListJobs(
-                jobs_pb2.ListJobsRequest(page_size=100, page_token=token), metadata=submitter_md
-            )
-            for status in page.jobs:
-                if status.job_id in pending and status.state in (
-                    "completed",
-                    "failed",
-                    "cancelled",
-                ):
-                    pending.discard(status.job_id)
-                    failed += status.state != "completed"
-            token = page.next_page_token
-            if not token:
-                break
+    start = time.perf_counter()
+    job_ids = await submit_arrays(jobs, submitter_md, args.jobs, args.array_size, stats)
+    submit_done = time.perf_counter()
+    pending, failed = await wait_final(jobs, submitter_md, job_ids, start + args.time_limit)
     end = time.perf_counter()
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -457,6 +502,13 @@ def main() -> int:
         "--db", help="database URL for the coordinator (default: SQLite in a temp dir)"
     )
     parser.add_argument("--time-limit", type=float, default=300)
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        help="untimed jobs run first, so that every node has earned trust (an established fleet); "
+        "default 0: a fresh fleet, whose nodes all start untrusted",
+    )
     parser.add_argument(
         "--event-loop",
         choices=["auto", "uvloop", "asyncio"],
