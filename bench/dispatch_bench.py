@@ -19,7 +19,7 @@ ones meet an established fleet, where only spot checks add replicas.
 
 It prints jobs/s from the first submission to the last accepted result, and p50/p99 of submit-to-lease
 latency, then checks that every job completed and the ledger audit is clean. Bounded: it stops after
-``--time-limit`` seconds whatever happens.
+``--time-limit`` seconds whatever happens (the warm-up, if any, has a limit of its own).
 """
 
 from __future__ import annotations
@@ -289,7 +289,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         warm = await submit_arrays(jobs, submitter_md, args.warm_up, args.array_size, stats)
         pending, failed = await wait_final(jobs, submitter_md, warm, t0 + args.time_limit)
         if pending or failed:
-            raise RuntimeError(f"the warm-up did not complete: {len(pending)} arrays pending")
+            raise RuntimeError(
+                f"the warm-up did not complete: {len(pending)} arrays pending, {failed} failed"
+            )
         warm_leases = stats.leases
         print(
             f"warm-up: {args.warm_up:,} jobs in {time.perf_counter() - t0:.1f} s, "
@@ -506,7 +508,8 @@ def main() -> int:
         "--warm-up",
         type=int,
         default=0,
-        help="untimed jobs run first, so that every node has earned trust (an established fleet); "
+        help="untimed jobs run first, so that the nodes earn trust (an established fleet; each node needs "
+        "ten agreeing results, so give at least 15 per worker); "
         "default 0: a fresh fleet, whose nodes all start untrusted",
     )
     parser.add_argument(
@@ -521,6 +524,8 @@ def main() -> int:
         help="call the dispatcher directly, without gRPC: tasks/s and CPU ms per task",
     )
     args = parser.parse_args()
+    if args.in_process and args.warm_up:
+        parser.error("--warm-up is for the gRPC run; --in-process does not support it")
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="hivemind-dispatch-") as tmp:
             from coordinator.eventloop import loop_factory

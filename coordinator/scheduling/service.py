@@ -972,7 +972,7 @@ class Dispatcher:
 
     async def _persist_grants(self, node: Node, grants: list[core.Grant], now: datetime) -> None:
         """Write a poll's leases, and mark their tasks (and jobs) running. The polls of one group are
-        written together (``_write_grants``): three or four statements for all of them. The group is the
+        written together (``_write_grants``): a few statements for all of them. The group is the
         loop's, shared with the reports (``Database.write_grouped_async``), on SQLite and PostgreSQL alike:
         one thread hand-off and one commit per group. On PostgreSQL that costs no concurrency worth having:
         polls and reports of one job array meet on its rows (the job, its escrow, the fee account) anyway,
@@ -1703,8 +1703,16 @@ class _Granted:
 
 def _write_grants(session: Session, polls: list[_Granted]) -> list[None]:
     """The grants of several polls, written together: their leases in one ``executemany``, their tasks
-    (and jobs) marked running in one statement each. The core decided them, so nothing is refused."""
+    (and jobs) marked running in one statement each (a task raised in more than one poll of the group is
+    raised once per poll, as alone). The core decided them, so nothing is refused.
+
+    On PostgreSQL the tasks are locked first, in id order, as reports, expiries and task failures lock
+    theirs: a lease's insert takes a key-share lock on its task, and taken in grant order those could
+    deadlock with an expiry locking the same tasks in id order."""
     conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        task_ids = sorted({t for poll in polls for t in poll.task_ids})
+        _LOCK_TASKS.rows(conn, {"ids": padded(task_ids)})
     _INSERT_LEASE.executemany(conn, [row for poll in polls for row in poll.leases])
     _TASKS_RUNNING.rowcount(conn, {"ids": padded([t for poll in polls for t in poll.task_ids])})
     raised = [t for poll in polls for t in poll.raised]
