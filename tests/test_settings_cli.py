@@ -136,6 +136,29 @@ def test_a_serving_coordinator_collects_garbage_less_often_and_skips_its_startup
 
 
 @pytest.mark.usefixtures("collector_state")
+def test_garbage_left_by_startup_is_collected_not_frozen() -> None:
+    """Frozen objects are never collected, so what startup left in reference cycles goes first."""
+    import gc
+    import weakref
+
+    from coordinator.server import tune_garbage_collector
+
+    class Node:
+        other: object = None
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the cyclic collector can free it
+    gone = weakref.ref(a)
+    del a, b
+    gc.disable()  # no collection may run by chance before the tuning does
+    try:
+        tune_garbage_collector(40_000)
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.usefixtures("collector_state")
 def test_a_young_threshold_of_zero_leaves_the_collector_as_python_set_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
