@@ -37,8 +37,12 @@ def test_a_tie_two_owners_cannot_break_fails_with_a_reason(db_url: str, tmp_path
         deadline = time.monotonic() + 30
         while True:
             with c.coordinator.db.read() as session:
-                task = session.get(Task, task.id)
+                # The job first: on PostgreSQL each statement of a read sees what was committed when it
+                # ran, and the task fails in the transaction that fails the job, so a job seen failed
+                # means its task is seen failed too (read the other way round, the task could be read
+                # just before that commit and the job just after).
                 job = session.get(Job, job_id)
+                task = session.get(Task, task.id)
                 assert task is not None and job is not None
                 if job.state == JOB_FAILED or time.monotonic() > deadline:
                     break
