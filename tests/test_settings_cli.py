@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -113,7 +114,7 @@ def test_serve_create_admin_and_sigterm(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def collector_state() -> object:
+def collector_state() -> Iterator[None]:
     """Put Python's garbage collector back as it was after a test that tunes it."""
     import gc
 

@@ -27,7 +27,7 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -566,15 +566,9 @@ class Dispatcher:
     def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
-            self._lock_tasks_first(session, {d.task_id for d in failed})
+            _lock_tasks_first(session.connection(), {d.task_id for d in failed})
             self._fail_tasks(session, [(d.task_id, d.reason) for d in failed], effects, now)
         return effects
-
-    def _lock_tasks_first(self, session: Session, task_ids: set[str]) -> None:
-        """PostgreSQL: lock these tasks in id order before anything else, as a report does (its tasks, then
-        its leases), so that the two cannot deadlock. SQLite locks the whole database already."""
-        if task_ids and not self.db.is_sqlite:
-            _LOCK_TASKS.rows(session.connection(), {"ids": padded(sorted(task_ids))})
 
     def _route(self, decisions: Sequence[core.Decision]) -> None:
         """Decisions that need no database write right away (cancellations are told via heartbeats)."""
@@ -1120,8 +1114,8 @@ class Dispatcher:
     ) -> _Effects:
         effects = _Effects()
         with self.db.write() as session:
-            self._lock_tasks_first(
-                session, {d.task_id for d in expired} | {d.task_id for d in failed}
+            _lock_tasks_first(
+                session.connection(), {d.task_id for d in expired} | {d.task_id for d in failed}
             )
             for d in expired:
                 session.execute(
@@ -1706,15 +1700,14 @@ def _write_grants(session: Session, polls: list[_Granted]) -> list[None]:
     (and jobs) marked running in one statement each (a task raised in more than one poll of the group is
     raised once per poll, as alone). The core decided them, so nothing is refused.
 
-    On PostgreSQL the tasks are locked first, in id order, as reports, expiries and task failures lock
-    theirs: a lease's insert takes a key-share lock on its task, and taken in grant order those could
-    deadlock with an expiry locking the same tasks in id order."""
+    The tasks are locked first, as reports, expiries and task failures lock theirs: a lease's insert takes
+    a key-share lock on its task, and taken in grant order those could deadlock with an expiry locking the
+    same tasks in id order."""
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        task_ids = sorted({t for poll in polls for t in poll.task_ids})
-        _LOCK_TASKS.rows(conn, {"ids": padded(task_ids)})
+    task_ids = sorted({t for poll in polls for t in poll.task_ids})
+    _lock_tasks_first(conn, task_ids)
     _INSERT_LEASE.executemany(conn, [row for poll in polls for row in poll.leases])
-    _TASKS_RUNNING.rowcount(conn, {"ids": padded([t for poll in polls for t in poll.task_ids])})
+    _TASKS_RUNNING.rowcount(conn, {"ids": padded(task_ids)})
     raised = [t for poll in polls for t in poll.raised]
     if raised and len(set(raised)) == len(raised):
         _TASKS_RAISED.rowcount(conn, {"ids": padded(raised)})
@@ -1726,6 +1719,15 @@ def _write_grants(session: Session, polls: list[_Granted]) -> list[None]:
     if job_ids:
         _JOBS_RUNNING.rowcount(conn, {"ids": padded(job_ids)})
     return [None] * len(polls)
+
+
+def _lock_tasks_first(conn: Connection, task_ids: Iterable[str]) -> None:
+    """PostgreSQL: lock these tasks in id order before anything else, as a report does (its tasks, then
+    its leases), so that the two cannot deadlock. SQLite locks the whole database already."""
+    if conn.dialect.name == "postgresql":
+        ids = sorted(set(task_ids))
+        if ids:
+            _LOCK_TASKS.rows(conn, {"ids": padded(ids)})
 
 
 def _requirements(spec: JobSpec) -> core.Requirements:
