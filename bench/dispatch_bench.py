@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -50,6 +51,9 @@ from shared_proto.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ledger_bench import fresh_schema
 
 PASSWORD = "bench-password-123"
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -526,6 +530,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.in_process and args.warm_up:
         parser.error("--warm-up is for the gRPC run; --in-process does not support it")
+    with ExitStack() as cleanup:
+        if args.db:  # PostgreSQL: a schema of its own, so that no run meets another's rows
+            args.db = cleanup.enter_context(fresh_schema(args.db))
+        return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
     if args.in_process:
         with tempfile.TemporaryDirectory(prefix="hivemind-dispatch-") as tmp:
             from coordinator.eventloop import loop_factory

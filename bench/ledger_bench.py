@@ -29,9 +29,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import grpc
@@ -88,58 +91,80 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_sql_rate(url: str, synchronous: str, scratch: Path, n: int = 3000) -> float:
+def bare_sql_rate(
+    url: str, synchronous: str, scratch: Path, n: int = 3000, connections: int = 1
+) -> float:
     """Transactions/s of the same shape as a transfer (lock two balances, insert a transaction and two
     entries, update two balances, commit) through the bare driver on the same database: the ceiling
-    that the ledger, SQLAlchemy and gRPC are measured against."""
+    that the ledger, SQLAlchemy and gRPC are measured against. With several ``connections``, each runs
+    its share of the ``n`` transactions in its own thread between its own two accounts (spread)."""
+    pairs = range(connections)
+    accounts = ", ".join(f"({2 * i + 1}, 1000000000000), ({2 * i + 2}, 0)" for i in pairs)
     ddl = [
         "CREATE TABLE bare_acc (id INTEGER PRIMARY KEY, bal BIGINT NOT NULL)",
         "CREATE TABLE bare_tx (id INTEGER PRIMARY KEY, memo TEXT NOT NULL)",
         "CREATE TABLE bare_entry (id INTEGER PRIMARY KEY, tx INTEGER NOT NULL, acc INTEGER NOT NULL, "
         "amt BIGINT NOT NULL, after BIGINT NOT NULL)",
-        "INSERT INTO bare_acc VALUES (1, 1000000000000), (2, 0)",
+        f"INSERT INTO bare_acc VALUES {accounts}",
     ]
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        import sqlite3
+    sqlite = parsed.get_backend_name() == "sqlite"
+    lock, mark = ("", "?") if sqlite else (" FOR NO KEY UPDATE", "%s")
 
-        conn = sqlite3.connect(scratch / "bare.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        for stmt in ddl:
-            conn.execute(stmt)
-        lock, mark = "", "?"
-    else:
+    def connect() -> Any:
+        if sqlite:
+            import sqlite3
+
+            conn = sqlite3.connect(scratch / "bare.db", isolation_level=None, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            return conn
         import psycopg
 
-        conn = psycopg.connect(  # type: ignore[assignment]
+        return psycopg.connect(
             host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password,
             dbname=parsed.database, autocommit=True, options=parsed.query.get("options", ""),
         )  # fmt: skip
-        for stmt in ["DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc", *ddl]:
-            conn.execute(stmt.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY"))
-        lock, mark = " FOR NO KEY UPDATE", "%s"
-    started = time.perf_counter()
-    for _ in range(n):
-        conn.execute("BEGIN IMMEDIATE" if lock == "" else "BEGIN")
-        (_, bal_a), (_, bal_b) = conn.execute(
-            f"SELECT id, bal FROM bare_acc WHERE id IN (1, 2) ORDER BY id{lock}"
-        ).fetchall()
-        tx = conn.execute(
-            f"INSERT INTO bare_tx (memo) VALUES ({mark}) RETURNING id", ("",)
-        ).fetchone()[0]
-        conn.execute(
-            f"INSERT INTO bare_entry (tx, acc, amt, after) VALUES ({mark}, 1, -1, {mark}), ({mark}, 2, 1, {mark})",
-            (tx, bal_a - 1, tx, bal_b + 1),
-        )
-        conn.execute(
-            f"UPDATE bare_acc SET bal = CASE id WHEN 1 THEN {mark} ELSE {mark} END WHERE id IN (1, 2)",
-            (bal_a - 1, bal_b + 1),
-        )
-        conn.execute("COMMIT")
-    rate = n / (time.perf_counter() - started)
-    conn.close()
-    return rate
+
+    def transfers(conn: Any, a: int, b: int, count: int) -> None:
+        for _ in range(count):
+            conn.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
+            (_, bal_a), (_, bal_b) = conn.execute(
+                f"SELECT id, bal FROM bare_acc WHERE id IN ({a}, {b}) ORDER BY id{lock}"
+            ).fetchall()
+            tx = conn.execute(
+                f"INSERT INTO bare_tx (memo) VALUES ({mark}) RETURNING id", ("",)
+            ).fetchone()[0]
+            conn.execute(
+                f"INSERT INTO bare_entry (tx, acc, amt, after) VALUES ({mark}, {a}, -1, {mark}), ({mark}, {b}, 1, {mark})",
+                (tx, bal_a - 1, tx, bal_b + 1),
+            )
+            conn.execute(
+                f"UPDATE bare_acc SET bal = CASE id WHEN {a} THEN {mark} ELSE {mark} END WHERE id IN ({a}, {b})",
+                (bal_a - 1, bal_b + 1),
+            )
+            conn.execute("COMMIT")
+
+    conns = [connect() for _ in pairs]
+    try:
+        drop = [] if sqlite else ["DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc"]
+        for stmt in [*drop, *ddl]:
+            conns[0].execute(
+                stmt if sqlite else stmt.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
+            )
+        share = n // connections
+        started = time.perf_counter()
+        if connections == 1:
+            transfers(conns[0], 1, 2, share)
+        else:
+            with ThreadPoolExecutor(connections) as pool:
+                list(pool.map(lambda i: transfers(conns[i], 2 * i + 1, 2 * i + 2, share), pairs))
+        return share * connections / (time.perf_counter() - started)
+    finally:
+        if not sqlite:
+            conns[0].execute("DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc")
+        for conn in conns:
+            conn.close()
 
 
 def free_port() -> int:
@@ -151,6 +176,27 @@ def free_port() -> int:
 def pg_schema_url(base_url: str, schema: str) -> str:
     sep = "&" if "?" in base_url else "?"
     return f"{base_url}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """``url`` itself for SQLite; for PostgreSQL, ``url`` pointed at a new schema of its own, dropped with
+    everything in it on the way out, so that no run meets another's rows."""
+    if make_url(url).get_backend_name() != "postgresql":
+        yield url
+        return
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield pg_schema_url(url, schema)
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
 
 
 def seed(db: Database, accounts: int, hot_micro: int, each_micro: int) -> list[tuple[int, str]]:
@@ -307,15 +353,9 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hivemind-bench-"))
-    url = args.db or f"sqlite:///{tmp / 'bench.db'}"
-    schema = None
-    admin_engine = None
-    if make_url(url).get_backend_name() == "postgresql":
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin_engine = create_engine(url)
-        with admin_engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = pg_schema_url(url, schema)
+    schema = ExitStack()
+    url = schema.enter_context(fresh_schema(args.db or f"sqlite:///{tmp / 'bench.db'}"))
+    postgres = make_url(url).get_backend_name() == "postgresql"
 
     secret = secrets.token_urlsafe(48)
     grpc_port, http_port = free_port(), free_port()
@@ -373,7 +413,7 @@ def main() -> int:
                 results.append(result)
                 print(f"  done: {case}, {clients} client(s): {result.rate:.0f}/s", file=sys.stderr)
 
-        backend = "PostgreSQL" if schema else f"SQLite (synchronous={args.sqlite_synchronous})"
+        backend = "PostgreSQL" if postgres else f"SQLite (synchronous={args.sqlite_synchronous})"
         print(f"\nLedger transfers over gRPC on {backend}; {os.cpu_count()} CPUs; "
               f"{'with' if not args.no_keys else 'without'} idempotency keys; "
               f"event loop {args.event_loop}")  # fmt: skip
@@ -403,10 +443,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
         db.dispose()
-        if admin_engine is not None:
-            with admin_engine.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin_engine.dispose()
+        schema.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
