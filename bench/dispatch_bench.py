@@ -52,8 +52,8 @@ from shared_proto.v1 import (
     worker_pb2_grpc,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ledger_bench import fresh_schema
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import fresh_schema
 
 PASSWORD = "bench-password-123"
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -532,7 +532,7 @@ def main() -> int:
         parser.error("--warm-up is for the gRPC run; --in-process does not support it")
     with ExitStack() as cleanup:
         if args.db:  # PostgreSQL: a schema of its own, so that no run meets another's rows
-            args.db = cleanup.enter_context(fresh_schema(args.db))
+            args.db = cleanup.enter_context(fresh_schema(args.db, prefix="bench_"))
         return measure(args)
 
 

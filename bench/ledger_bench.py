@@ -29,16 +29,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import grpc
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
 from sqlmodel import col
 
@@ -51,6 +50,7 @@ from coordinator.clock import utcnow  # noqa: E402
 from coordinator.db import Database  # noqa: E402
 from coordinator.ledger import service as ledger  # noqa: E402
 from shared_proto.v1 import tokens_pb2, tokens_pb2_grpc  # noqa: E402
+from tests.support import fresh_schema  # noqa: E402
 
 CPT = 1_000_000
 
@@ -171,32 +171,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def pg_schema_url(base_url: str, schema: str) -> str:
-    sep = "&" if "?" in base_url else "?"
-    return f"{base_url}{sep}options={quote(f'-csearch_path={schema}')}"
-
-
-@contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    """``url`` itself for SQLite; for PostgreSQL, ``url`` pointed at a new schema of its own, dropped with
-    everything in it on the way out, so that no run meets another's rows."""
-    if make_url(url).get_backend_name() != "postgresql":
-        yield url
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        try:
-            yield pg_schema_url(url, schema)
-        finally:
-            with engine.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    finally:
-        engine.dispose()
 
 
 def seed(db: Database, accounts: int, hot_micro: int, each_micro: int) -> list[tuple[int, str]]:
@@ -354,7 +328,9 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="hivemind-bench-"))
     schema = ExitStack()
-    url = schema.enter_context(fresh_schema(args.db or f"sqlite:///{tmp / 'bench.db'}"))
+    url = schema.enter_context(
+        fresh_schema(args.db or f"sqlite:///{tmp / 'bench.db'}", prefix="bench_")
+    )
     postgres = make_url(url).get_backend_name() == "postgresql"
 
     secret = secrets.token_urlsafe(48)

@@ -4,15 +4,13 @@ coordinator serving gRPC and HTTP on free loopback ports in a background thread.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from coordinator.db import Database
-from tests.support import RunningCoordinator, pg_schema_url
+from tests.support import RunningCoordinator, fresh_schema
 
 PG_URL = os.environ.get("HIVEMIND_TEST_PG_URL", "")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -26,16 +24,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not PG_URL:
         pytest.skip("PostgreSQL not configured: set HIVEMIND_TEST_PG_URL (.ci/run always does)")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,8 @@ from urllib.parse import quote
 
 import grpc
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from coordinator.server import BackgroundCoordinator
 from coordinator.settings import Settings
@@ -30,6 +33,27 @@ def pg_schema_url(base_url: str, schema: str) -> str:
     """``base_url`` with every connection's search_path set to ``schema``."""
     sep = "&" if "?" in base_url else "?"
     return f"{base_url}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+@contextmanager
+def fresh_schema(url: str, prefix: str = "t_") -> Iterator[str]:
+    """``url`` itself for SQLite; for PostgreSQL, ``url`` pointed at a new, empty schema of its own,
+    dropped with everything in it on the way out, so that no test or run meets another's rows."""
+    if make_url(url).get_backend_name() != "postgresql":
+        yield url
+        return
+    schema = f"{prefix}{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            yield pg_schema_url(url, schema)
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
 
 
 class RunningCoordinator:
