@@ -256,7 +256,10 @@ class Coordinator:
             JobServicer(self.dispatcher, self.blobs, self.settings.max_input_bytes, **base), server
         )
         worker_pb2_grpc.add_WorkerServiceServicer_to_server(
-            WorkerServicer(self.nodes, self.dispatcher, self.blobs, **base), server
+            WorkerServicer(
+                self.nodes, self.dispatcher, self.blobs, self.settings.node_auth_cache_s, **base
+            ),
+            server,
         )
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)

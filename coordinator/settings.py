@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         5, gt=0, description="how often workers are asked to heartbeat"
     )
     node_ttl_s: int = Field(60, gt=0, description="a node is offline when silent for this long")
+    node_auth_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="how long a worker's node credential is trusted before it is checked again, so how "
+        "long a revoked credential keeps working on a connected worker (0: check at every call)",
+    )
     max_poll_wait_s: float = Field(30.0, gt=0, description="longest long-poll a worker may ask for")
     spot_check_rate: float = Field(
         0.1, ge=0, le=1, description="share of trusted nodes' results cross-checked"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from coordinator.clock import Clock
 from coordinator.db import Database
 from coordinator.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from coordinator.nodes.models import Node
-from coordinator.rawsql import RawStatement
+from coordinator.rawsql import RawStatement, padded
 
 ONLINE_TTL_S = 60
 """Seconds after the last report or heartbeat during which a node counts as online."""
@@ -60,6 +61,13 @@ _NODE_BY_CREDENTIAL = RawStatement(
     .join(_USERS, _USERS.c.id == _NODES.c.owner_id)
     .where(_NODES.c.credential_hash == sa_bindparam("credential_hash"))
 )
+_NODES_BY_CREDENTIAL = RawStatement(
+    sa_select(*_NODES.columns, _USERS.c.disabled)
+    .join(_USERS, _USERS.c.id == _NODES.c.owner_id)
+    .where(_NODES.c.credential_hash.in_(sa_bindparam("credential_hashes", expanding=True)))
+)
+# Credentials per statement in authenticate_many.
+_CREDENTIALS_PER_READ = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,20 +272,35 @@ class NodeRegistry:
             rows = _NODE_BY_CREDENTIAL.rows(
                 session.connection(), {"credential_hash": hash_secret(credential)}
             )
-        if not rows:
-            raise Unauthenticated(UNKNOWN_CREDENTIAL)
-        *columns, owner_disabled = rows[0]
-        # Every worker call is authenticated (cached for seconds per credential), so this is one plain
-        # row read; the Node is built from it and marked persistent-but-detached, as a loaded one is.
-        node = Node(**dict(zip(_NODE_COLUMNS, columns, strict=True)))
-        make_transient_to_detached(node)
-        if node.credential_revoked_at is not None:
-            raise Unauthenticated(REVOKED)
-        if owner_disabled:
-            raise Unauthenticated(
-                "The account that owns this node is disabled. Contact the coordinator's operator."
-            )
-        return node
+        checked = _node_of(rows[0] if rows else None)
+        if isinstance(checked, Unauthenticated):
+            raise checked
+        return checked
+
+    def authenticate_many(self, credentials: Sequence[str]) -> dict[str, Node | Unauthenticated]:
+        """:meth:`authenticate` for many credentials in one read (a statement per 512): each credential's
+        node, or the refusal it gets."""
+        answers: dict[str, Node | Unauthenticated] = {}
+        by_hash: dict[str, str] = {}
+        for credential in credentials:
+            if not credential.startswith(CREDENTIAL_PREFIX + "_"):
+                answers[credential] = Unauthenticated(NOT_A_NODE_CREDENTIAL)
+            elif len(credential) > MAX_CREDENTIAL:
+                answers[credential] = Unauthenticated(UNKNOWN_CREDENTIAL)
+            else:
+                by_hash[hash_secret(credential)] = credential
+        rows: dict[str, Any] = {}
+        if by_hash:
+            hashes = sorted(by_hash)
+            with self.db.read() as session:
+                conn = session.connection()
+                for i in range(0, len(hashes), _CREDENTIALS_PER_READ):
+                    chunk = padded(hashes[i : i + _CREDENTIALS_PER_READ])
+                    for row in _NODES_BY_CREDENTIAL.rows(conn, {"credential_hashes": chunk}):
+                        rows[row.credential_hash] = row
+        for credential_hash, credential in by_hash.items():
+            answers[credential] = _node_of(rows.get(credential_hash))
+        return answers
 
     def report_status(
         self,
@@ -395,3 +418,22 @@ class NodeRegistry:
 
 def _plausible_id(node_id: str) -> bool:
     return 0 < len(node_id) <= NODE_ID_LENGTH
+
+
+def _node_of(row: Any) -> Node | Unauthenticated:
+    """The node of a credential's row (its columns, then whether its owner is disabled), or the refusal a
+    missing row, a revoked credential or a disabled owner gets. Every worker call is authenticated (cached
+    for seconds per credential), so this is a plain row; the Node is built from it and marked
+    persistent-but-detached, as a loaded one is."""
+    if row is None:
+        return Unauthenticated(UNKNOWN_CREDENTIAL)
+    *columns, owner_disabled = row
+    node = Node(**dict(zip(_NODE_COLUMNS, columns, strict=True)))
+    make_transient_to_detached(node)
+    if node.credential_revoked_at is not None:
+        return Unauthenticated(REVOKED)
+    if owner_disabled:
+        return Unauthenticated(
+            "The account that owns this node is disabled. Contact the coordinator's operator."
+        )
+    return node
