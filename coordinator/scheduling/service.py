@@ -489,8 +489,7 @@ class Dispatcher:
         self.cancelled: dict[str, set[str]] = {}
         self._node_seen_written: dict[str, datetime] = {}
         # Trust as this process last wrote it, for the nodes whose trust it changed. A polling node's row may
-        # be older (the servicer caches it, a long-poll holds it), and a node quarantined meanwhile must get
-        # no more work: the stricter of the two applies.
+        # be older (the servicer caches it, a long-poll holds it): see effective_trust.
         self.trust: dict[str, verification.TrustState] = {}
         self._log_bytes: dict[str, int] = {}
         self._wallets: dict[int, int] = {}
@@ -853,8 +852,7 @@ class Dispatcher:
 
     # -- workers ---------------------------------------------------------------------------------------
     def _offer(self, node: Node, req: PollRequest) -> core.NodeOffer:
-        row = self._trust(node)
-        written = self.trust.get(node.id, row)
+        trusted, quarantined = effective_trust(self._trust(node), self.trust.get(node.id))
         return core.NodeOffer(
             node_id=node.id,
             owner_id=node.owner_id,
@@ -865,8 +863,8 @@ class Dispatcher:
             gpu_name=node.gpu_name,
             docker=req.docker_available,
             allow_network=req.allow_network,
-            trusted=row.trusted and written.trusted,
-            quarantined=row.quarantined or written.quarantined,
+            trusted=trusted,
+            quarantined=quarantined,
             max_tasks=max(0, min(req.max_tasks, 64)),
         )
 
@@ -1759,6 +1757,28 @@ def _refusal(
 
 def _results(trust: verification.TrustState) -> int:
     return trust.valid_results + trust.invalid_results
+
+
+def effective_trust(
+    row: verification.TrustState, written: verification.TrustState | None
+) -> tuple[bool, bool]:
+    """(trusted, quarantined) for a polling node, from its row as the caller holds it (seconds old, perhaps:
+    the servicer caches it, a long-poll holds it) and its trust as this process last wrote it, if it did.
+
+    Whether it is trusted is what the newer of the two says: the one that has counted more results. So a node
+    is trusted from the result that earns it, not when its cached row is next read; and a row that another
+    process wrote since wins over what this one remembers. When both have counted as many (an administrator's
+    release resets the streak and counts nothing), the stricter applies. A quarantine in either applies."""
+    if written is None:
+        return row.trusted, row.quarantined
+    quarantined = row.quarantined or written.quarantined
+    if _results(written) > _results(row):
+        trusted = written.trusted
+    elif _results(row) > _results(written):
+        trusted = row.trusted
+    else:
+        trusted = row.trusted and written.trusted
+    return trusted and not quarantined, quarantined
 
 
 def parse_outputs(items: Sequence[tuple[str, str, int]]) -> tuple[tuple[str, str, int], ...]:
