@@ -108,7 +108,11 @@ def grpc_echo(calls: int) -> dict[str, float]:
         }
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def bare_transfers(db: str | None, transactions: int) -> dict[str, float]:

@@ -530,6 +530,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.in_process and args.warm_up:
         parser.error("--warm-up is for the gRPC run; --in-process does not support it")
+    # Stop on SIGTERM too (e.g. from timeout(1)), so that the coordinator we start is stopped and the
+    # PostgreSQL schema dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ExitStack() as cleanup:
         if args.db:  # PostgreSQL: a schema of its own, so that no run meets another's rows
             args.db = cleanup.enter_context(fresh_schema(args.db, prefix="bench_"))
@@ -551,9 +554,6 @@ def measure(args: argparse.Namespace) -> int:
         )
         print("ledger audit:", "ok" if not problems else problems[:5])
         return 0 if not problems and figures["completed"] == figures["tasks"] else 1
-    # Stop (and so stop the coordinator we started) on SIGTERM too, e.g. from timeout(1).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
     with tempfile.TemporaryDirectory(prefix="hivemind-dispatch-") as tmp:
         data_dir = Path(tmp)
         port = free_port()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -115,7 +116,9 @@ def bare_sql_rate(
         if sqlite:
             import sqlite3
 
-            conn = sqlite3.connect(scratch / "bare.db", isolation_level=None, timeout=60)
+            conn = sqlite3.connect(
+                scratch / "bare.db", isolation_level=None, timeout=60, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={synchronous}")
             return conn
@@ -145,10 +148,11 @@ def bare_sql_rate(
             )
             conn.execute("COMMIT")
 
-    conns = [connect() for _ in pairs]
+    drop = "DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc"
+    conns: list[Any] = []
     try:
-        drop = [] if sqlite else ["DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc"]
-        for stmt in [*drop, *ddl]:
+        conns += [connect() for _ in pairs]
+        for stmt in ddl if sqlite else [drop, *ddl]:
             conns[0].execute(
                 stmt if sqlite else stmt.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY")
             )
@@ -161,10 +165,13 @@ def bare_sql_rate(
                 list(pool.map(lambda i: transfers(conns[i], 2 * i + 1, 2 * i + 2, share), pairs))
         return share * connections / (time.perf_counter() - started)
     finally:
-        if not sqlite:
-            conns[0].execute("DROP TABLE IF EXISTS bare_entry, bare_tx, bare_acc")
-        for conn in conns:
+        for (
+            conn
+        ) in conns:  # first, so that no open transaction holds a lock the drop would wait for
             conn.close()
+        if not sqlite:
+            with contextlib.suppress(Exception), connect() as conn:
+                conn.execute(drop)
 
 
 def free_port() -> int:
@@ -327,30 +334,33 @@ def main() -> int:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hivemind-bench-"))
-    schema = ExitStack()
-    url = schema.enter_context(
-        fresh_schema(args.db or f"sqlite:///{tmp / 'bench.db'}", prefix="bench_")
-    )
-    postgres = make_url(url).get_backend_name() == "postgresql"
-
-    secret = secrets.token_urlsafe(48)
-    grpc_port, http_port = free_port(), free_port()
-    env = os.environ | {
-        "HIVEMIND_JWT_SECRET": secret,
-        "HIVEMIND_SQLITE_SYNCHRONOUS": args.sqlite_synchronous,
-        "HIVEMIND_DB_THREADS": str(args.db_threads),
-        "HIVEMIND_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    cmd = [
-        sys.executable, "-m", "coordinator", "coordinator", "--db", url, "--data-dir", str(tmp),
-        "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-format", "text",
-        "--event-loop", args.event_loop,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-    target = f"127.0.0.1:{grpc_port}"
-    db = Database(url)
+    cleanup = ExitStack()
+    cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+    proc: subprocess.Popen[bytes] | None = None
+    db: Database | None = None
     try:
+        url = cleanup.enter_context(
+            fresh_schema(args.db or f"sqlite:///{tmp / 'bench.db'}", prefix="bench_")
+        )
+        postgres = make_url(url).get_backend_name() == "postgresql"
+
+        secret = secrets.token_urlsafe(48)
+        grpc_port, http_port = free_port(), free_port()
+        env = os.environ | {
+            "HIVEMIND_JWT_SECRET": secret,
+            "HIVEMIND_SQLITE_SYNCHRONOUS": args.sqlite_synchronous,
+            "HIVEMIND_DB_THREADS": str(args.db_threads),
+            "HIVEMIND_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        cmd = [
+            sys.executable, "-m", "coordinator", "coordinator", "--db", url, "--data-dir", str(tmp),
+            "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--log-format", "text",
+            "--event-loop", args.event_loop,
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+        target = f"127.0.0.1:{grpc_port}"
+        db = Database(url)
         wait_ready(target, proc)
         users = seed(db, args.accounts, hot_micro=10**9 * CPT, each_micro=10_000 * CPT)
         issuer = TokenIssuer(secret, 24 * 3600, utcnow)
@@ -413,14 +423,15 @@ def main() -> int:
             print(f"  - {p}")
         return 0 if not problems and not any(r.failed for r in results) else 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        db.dispose()
-        schema.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if db is not None:
+            db.dispose()
+        cleanup.close()  # the PostgreSQL schema, then the temp dir
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ dispatcher (coordinator/scheduling/service.py) holds the behaviour."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -88,10 +89,8 @@ class NodeAuthCache:
             return node
         loop = asyncio.get_running_loop()
         if credential in self._entries:
-            try:
+            with contextlib.suppress(Exception):  # logged once, by the check; then this one alone
                 await self._recheck_stale(loop)
-            except Exception:
-                logger.warning("node credentials could not be re-checked together", exc_info=True)
             node = self._fresh(credential)
             if node is not None:
                 return node
@@ -106,9 +105,15 @@ class NodeAuthCache:
         return node
 
     async def _recheck_stale(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._recheck is None:
-            self._recheck = asyncio.ensure_future(self._run_recheck(loop))
-        await asyncio.shield(self._recheck)
+        recheck = self._recheck
+        if recheck is None:
+            recheck = self._recheck = asyncio.ensure_future(self._run_recheck(loop))
+            recheck.add_done_callback(self._recheck_done)
+        await asyncio.shield(recheck)
+
+    def _recheck_done(self, recheck: asyncio.Future[None]) -> None:
+        if self._recheck is recheck:
+            self._recheck = None
 
     async def _run_recheck(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -130,8 +135,9 @@ class NodeAuthCache:
                     self._entries.pop(credential, None)
                 elif current is not None and current.checked_at < started:
                     current.node, current.checked_at = answer, started
-        finally:
-            self._recheck = None
+        except Exception:
+            logger.warning("node credentials could not be re-checked together", exc_info=True)
+            raise
 
 
 class WorkerServicer(RpcBase, worker_pb2_grpc.WorkerServiceServicer):

@@ -521,8 +521,9 @@ class Dispatcher:
         now = self.clock()
         for node_id, trust in effects.trust.items():
             known = self.trust.get(node_id)
-            # Transactions may be applied out of commit order; each one counts one more result.
-            if known is None or _results(trust) >= _results(known):
+            # Transactions may be applied out of commit order; each one counts one more result. At equal
+            # counts the entry is an administrator's (note_trust), made after this verification: it stays.
+            if known is None or _results(trust) > _results(known):
                 self.trust[node_id] = trust
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
@@ -1766,9 +1767,9 @@ def effective_trust(
     the servicer caches it, a long-poll holds it) and its trust as this process last wrote it, if it did.
 
     Whether it is trusted is what the newer of the two says: the one that has counted more results. So a node
-    is trusted from the result that earns it, not when its cached row is next read; and a row that another
-    process wrote since wins over what this one remembers. When both have counted as many (an administrator's
-    release resets the streak and counts nothing), the stricter applies. A quarantine in either applies."""
+    is trusted from the result that earns it, not when its cached row is next read. When both have counted as
+    many (an administrator's quarantine or release counts nothing), the stricter applies. A quarantine in either
+    applies: one this process remembers outlasts a release made by another process (see ARCHITECTURE.md)."""
     if written is None:
         return row.trusted, row.quarantined
     quarantined = row.quarantined or written.quarantined
