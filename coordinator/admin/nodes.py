@@ -41,6 +41,7 @@ class AdminNode:
     valid_results: int
     invalid_results: int
     active_leases: int
+    trust_revision: int = 0
 
     @property
     def trusted(self) -> bool:
@@ -49,7 +50,11 @@ class AdminNode:
     @property
     def trust(self) -> TrustState:
         return TrustState(
-            self.valid_streak, self.valid_results, self.invalid_results, self.quarantined
+            self.valid_streak,
+            self.valid_results,
+            self.invalid_results,
+            self.quarantined,
+            self.trust_revision,
         )
 
 
@@ -106,6 +111,7 @@ def _admin_nodes(session: Session, rows: list[tuple[Node, str]], now: datetime) 
             valid_results=n.valid_results,
             invalid_results=n.invalid_results,
             active_leases=int(active.get(n.id, 0)),
+            trust_revision=n.trust_revision,
         )
         for n, owner in rows
     ]
@@ -254,6 +260,7 @@ class NodeAdmin:
                 )
             node.quarantined = True
             node.quarantine_reason = f"By {actor.username}: {reason}"[:MAX_REASON]
+            node.trust_revision += 1
             session.add(node)
             audit.record(
                 session,
@@ -278,6 +285,7 @@ class NodeAdmin:
             node.quarantined = False
             node.quarantine_reason = ""
             node.valid_streak = 0  # trust is earned again: its results are cross-checked
+            node.trust_revision += 1
             session.add(node)
             audit.record(
                 session,

@@ -41,3 +41,6 @@ class Node(SQLModel, table=True):
     invalid_results: int = 0
     quarantined: bool = False
     quarantine_reason: str = Field(default="", max_length=500)
+    # One more at every write of the four trust columns above (a verification's, an administrator's), under the
+    # row's lock: of two copies of a node's trust, the one with the higher revision is the newer.
+    trust_revision: int = 0

@@ -263,6 +263,7 @@ _LOCK_NODES = RawStatement(
         NODES.c.valid_results,
         NODES.c.invalid_results,
         NODES.c.quarantined,
+        NODES.c.trust_revision,
     )
     .where(NODES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(NODES.c.id)
@@ -357,6 +358,7 @@ class _NodeRow:
                 int(row.valid_results),
                 int(row.invalid_results),
                 bool(row.quarantined),
+                int(row.trust_revision),
             ),
         )
 
@@ -416,6 +418,7 @@ class _Batch:
             "valid_results": trust.valid_results,
             "invalid_results": trust.invalid_results,
             "quarantined": trust.quarantined,
+            "trust_revision": trust.revision,
         }
         if node.quarantine_reason:
             values["quarantine_reason"] = node.quarantine_reason
@@ -521,9 +524,8 @@ class Dispatcher:
         now = self.clock()
         for node_id, trust in effects.trust.items():
             known = self.trust.get(node_id)
-            # Transactions may be applied out of commit order; each one counts one more result. At equal
-            # counts the entry is an administrator's (note_trust), made after this verification: it stays.
-            if known is None or _results(trust) > _results(known):
+            # Transactions may be applied out of commit order: the higher revision is the newer.
+            if known is None or trust.revision > known.revision:
                 self.trust[node_id] = trust
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
@@ -1523,6 +1525,7 @@ class Dispatcher:
             ledger.post_many(batch.session, "task_payment", payments, now=batch.now)
         for node_row in nodes.values():
             if node_row.changed:
+                node_row.trust = replace(node_row.trust, revision=node_row.trust.revision + 1)
                 effects.trust[node_row.id] = node_row.trust
                 batch.set_node(node_row)
 
@@ -1609,7 +1612,11 @@ class Dispatcher:
     @staticmethod
     def _trust(node: Node) -> verification.TrustState:
         return verification.TrustState(
-            node.valid_streak, node.valid_results, node.invalid_results, node.quarantined
+            node.valid_streak,
+            node.valid_results,
+            node.invalid_results,
+            node.quarantined,
+            node.trust_revision,
         )
 
     # -- logs, inputs, outputs -------------------------------------------------------------------------
@@ -1756,30 +1763,25 @@ def _refusal(
     return None
 
 
-def _results(trust: verification.TrustState) -> int:
-    return trust.valid_results + trust.invalid_results
-
-
 def effective_trust(
     row: verification.TrustState, written: verification.TrustState | None
 ) -> tuple[bool, bool]:
     """(trusted, quarantined) for a polling node, from its row as the caller holds it (seconds old, perhaps:
     the servicer caches it, a long-poll holds it) and its trust as this process last wrote it, if it did.
 
-    Whether it is trusted is what the newer of the two says: the one that has counted more results. So a node
-    is trusted from the result that earns it, not when its cached row is next read. When both have counted as
-    many (an administrator's quarantine or release counts nothing), the stricter applies. A quarantine in either
-    applies: one this process remembers outlasts a release made by another process (see ARCHITECTURE.md)."""
-    if written is None:
+    The newer of the two decides: the one with the higher revision (every write of a node's trust, a
+    verification's or an administrator's, in this process or another, adds one under the row's lock). So a
+    node is trusted from the result that earns it, not when its cached row is next read; a quarantine this
+    process makes applies at once; and a row read after another process's write (a release, say) wins over
+    what this one remembers."""
+    if written is None or row.revision > written.revision:
         return row.trusted, row.quarantined
-    quarantined = row.quarantined or written.quarantined
-    if _results(written) > _results(row):
-        trusted = written.trusted
-    elif _results(row) > _results(written):
-        trusted = row.trusted
-    else:
-        trusted = row.trusted and written.trusted
-    return trusted and not quarantined, quarantined
+    if written.revision > row.revision:
+        return written.trusted, written.quarantined
+    quarantined = (
+        row.quarantined or written.quarantined
+    )  # one write: the same state; the stricter, still
+    return row.trusted and written.trusted and not quarantined, quarantined
 
 
 def parse_outputs(items: Sequence[tuple[str, str, int]]) -> tuple[tuple[str, str, int], ...]:

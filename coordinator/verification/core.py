@@ -97,6 +97,8 @@ class TrustState:
     valid_results: int = 0
     invalid_results: int = 0
     quarantined: bool = False
+    revision: int = 0
+    """How many times the node's trust was written (``nodes.trust_revision``): the higher one is newer."""
 
     @property
     def trusted(self) -> bool:
@@ -105,12 +107,20 @@ class TrustState:
 
 def after_valid(state: TrustState) -> TrustState:
     return TrustState(
-        state.valid_streak + 1, state.valid_results + 1, state.invalid_results, state.quarantined
+        state.valid_streak + 1,
+        state.valid_results + 1,
+        state.invalid_results,
+        state.quarantined,
+        state.revision,
     )
 
 
 def after_invalid(state: TrustState) -> TrustState:
     invalid = state.invalid_results + 1
     return TrustState(
-        0, state.valid_results, invalid, state.quarantined or invalid >= QUARANTINE_AFTER
+        0,
+        state.valid_results,
+        invalid,
+        state.quarantined or invalid >= QUARANTINE_AFTER,
+        state.revision,
     )

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from coordinator.jobs.models import JOB_COMPLETED, Job
+from coordinator.nodes.models import Node
 from coordinator.scheduling.service import effective_trust
 from coordinator.verification.core import TRUST_STREAK, TrustState
 from tests.admin.helpers import submit
 from tests.jobs.helpers import StandInWorker, funded
-from tests.support import RunningCoordinator
+from tests.support import RunningCoordinator, bearer
 
 OUT = {"out.txt": b"42\n"}
 
@@ -50,17 +51,33 @@ def test_a_node_is_trusted_from_the_result_that_earns_it(db_url: str, tmp_path: 
         assert _state(c, job_id) == JOB_COMPLETED
         assert carol.run_one(OUT, b"42\n", []) is None
 
-        # A quarantine applies to the very next poll, whatever the row says.
-        c.coordinator.dispatcher.note_trust(
-            bob.node.id,
-            TrustState(TRUST_STREAK + 1, TRUST_STREAK + 1, 0, quarantined=True),
+        # An administrator quarantines Bob's node: it applies to his very next poll, whatever row it carries.
+        admin_token = c.make_admin("root")
+        r = c.http.post(
+            f"/api/v1/admin/nodes/{bob.node.id}/quarantine",
+            json={"reason": "Odd results."},
+            headers=bearer(admin_token),
         )
+        assert r.status_code == 200, r.text
         submit(c, alice, replicas=1)
         assert bob.run_one(OUT, b"42\n", []) is None
 
+        # Another process (one serving only the REST API) releases it, and this dispatcher is not told. The
+        # row Bob's polls carried before is older than the quarantine this process remembers; once his row is
+        # read again, the release is the newer.
+        admin = c.coordinator.issuer.verify(admin_token)
+        c.coordinator.services.node_admin.release(admin, bob.node.id)
+        assert bob.run_one(OUT, b"42\n", []) is None
+        with c.coordinator.db.read() as session:
+            fresh = session.get(Node, bob.node.id)
+            assert fresh is not None
+            session.expunge(fresh)
+        bob.node = fresh
+        assert bob.run_one(OUT, b"42\n", []) is not None
 
-TRUSTED = TrustState(TRUST_STREAK, TRUST_STREAK, 0, False)
-FRESH = TrustState(0, 0, 0, False)
+
+TRUSTED = TrustState(TRUST_STREAK, TRUST_STREAK, 0, False, revision=TRUST_STREAK)
+FRESH = TrustState(0, 0, 0, False, revision=0)
 
 
 @pytest.mark.parametrize(
@@ -71,30 +88,33 @@ FRESH = TrustState(0, 0, 0, False)
         pytest.param(FRESH, TRUSTED, (True, False), id="trust earned here since the row was read"),
         pytest.param(
             TRUSTED,
-            TrustState(0, TRUST_STREAK + 1, 1, False),
+            TrustState(0, TRUST_STREAK, 1, False, revision=TRUST_STREAK + 1),
             (False, False),
             id="trust lost here since the row was read",
         ),
         pytest.param(
-            TrustState(0, TRUST_STREAK + 2, 1, False),
+            TrustState(0, TRUST_STREAK, 1, False, revision=TRUST_STREAK + 1),
             TRUSTED,
             (False, False),
-            id="a row written elsewhere since, with more results",
-        ),
-        pytest.param(
-            TrustState(0, TRUST_STREAK, 0, False),
-            TRUSTED,
-            (False, False),
-            id="as many results each (a release resets the streak): the stricter",
-        ),
-        pytest.param(
-            TrustState(0, 0, 0, True), TRUSTED, (False, True), id="quarantined in the row"
+            id="a row another process wrote since",
         ),
         pytest.param(
             TRUSTED,
-            TrustState(TRUST_STREAK, TRUST_STREAK, 0, True),
+            TrustState(TRUST_STREAK, TRUST_STREAK, 0, True, revision=TRUST_STREAK + 1),
             (False, True),
-            id="quarantined here",
+            id="quarantined here since the row was read",
+        ),
+        pytest.param(
+            TrustState(0, TRUST_STREAK, 0, False, revision=TRUST_STREAK + 2),
+            TrustState(TRUST_STREAK, TRUST_STREAK, 0, True, revision=TRUST_STREAK + 1),
+            (False, False),
+            id="released by another process since this one quarantined it",
+        ),
+        pytest.param(
+            TrustState(0, 0, 0, True, revision=1),
+            TrustState(0, 0, 0, False, revision=1),
+            (False, True),
+            id="one revision, two states (cannot happen): the stricter",
         ),
     ],
 )
