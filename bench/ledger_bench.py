@@ -429,6 +429,7 @@ def main() -> int:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
         if db is not None:
             db.dispose()
         cleanup.close()  # the PostgreSQL schema, then the temp dir

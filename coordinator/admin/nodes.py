@@ -41,7 +41,7 @@ class AdminNode:
     valid_results: int
     invalid_results: int
     active_leases: int
-    trust_revision: int = 0
+    trust_revision: int
 
     @property
     def trusted(self) -> bool:

@@ -562,8 +562,11 @@ class Dispatcher:
 
     def note_trust(self, node_id: str, trust: verification.TrustState) -> None:
         """An administrator changed the node's trust (quarantine, release): it applies to its next poll,
-        even one already waiting. Call on the event loop thread."""
-        self.trust[node_id] = trust
+        even one already waiting, unless a verification has written the node's trust since. Call on the
+        event loop thread."""
+        known = self.trust.get(node_id)
+        if known is None or trust.revision > known.revision:
+            self.trust[node_id] = trust
 
     def _persist_failures(self, failed: list[core.FailTask], now: datetime) -> _Effects:
         effects = _Effects()

@@ -10,10 +10,10 @@ import pytest
 
 from coordinator.jobs.models import JOB_COMPLETED, Job
 from coordinator.nodes.models import Node
-from coordinator.scheduling.service import effective_trust
+from coordinator.scheduling.service import _Effects, effective_trust
 from coordinator.verification.core import TRUST_STREAK, TrustState
 from tests.admin.helpers import submit
-from tests.jobs.helpers import StandInWorker, funded
+from tests.jobs.helpers import StandInWorker, funded, run_on_loop
 from tests.support import RunningCoordinator, bearer
 
 OUT = {"out.txt": b"42\n"}
@@ -24,6 +24,13 @@ def _state(c: RunningCoordinator, job_id: str) -> str:
         job = session.get(Job, job_id)
         assert job is not None
         return job.state
+
+
+def _revision(c: RunningCoordinator, node_id: str) -> int:
+    with c.coordinator.db.read() as session:
+        node = session.get(Node, node_id)
+        assert node is not None
+        return node.trust_revision
 
 
 def test_a_node_is_trusted_from_the_result_that_earns_it(db_url: str, tmp_path: Path) -> None:
@@ -59,6 +66,8 @@ def test_a_node_is_trusted_from_the_result_that_earns_it(db_url: str, tmp_path: 
             headers=bearer(admin_token),
         )
         assert r.status_code == 200, r.text
+        # Eleven agreeing results, then the quarantine: each write of his trust is one revision.
+        assert _revision(c, bob.node.id) == TRUST_STREAK + 2
         submit(c, alice, replicas=1)
         assert bob.run_one(OUT, b"42\n", []) is None
 
@@ -67,6 +76,7 @@ def test_a_node_is_trusted_from_the_result_that_earns_it(db_url: str, tmp_path: 
         # read again, the release is the newer.
         admin = c.coordinator.issuer.verify(admin_token)
         c.coordinator.services.node_admin.release(admin, bob.node.id)
+        assert _revision(c, bob.node.id) == TRUST_STREAK + 3
         assert bob.run_one(OUT, b"42\n", []) is None
         with c.coordinator.db.read() as session:
             fresh = session.get(Node, bob.node.id)
@@ -112,6 +122,12 @@ FRESH = TrustState(0, 0, 0, False, revision=0)
         ),
         pytest.param(
             TrustState(0, 0, 0, True, revision=1),
+            TrustState(0, 0, 0, False, revision=2),
+            (False, False),
+            id="released here since the row was read",
+        ),
+        pytest.param(
+            TrustState(0, 0, 0, True, revision=1),
             TrustState(0, 0, 0, False, revision=1),
             (False, True),
             id="one revision, two states (cannot happen): the stricter",
@@ -122,3 +138,29 @@ def test_effective_trust(
     row: TrustState, written: TrustState | None, expected: tuple[bool, bool]
 ) -> None:
     assert effective_trust(row, written) == expected
+
+
+def test_the_dispatcher_keeps_the_newest_trust_it_hears_of(tmp_path: Path) -> None:
+    """Verifications may be applied out of commit order, and an administrator's change may reach the loop
+    after a verification that followed it: the higher revision stays."""
+    with RunningCoordinator.start(db_url=f"sqlite:///{tmp_path / 'c.db'}", data_dir=tmp_path) as c:
+        dispatcher = c.coordinator.dispatcher
+
+        def verified(revision: int, streak: int) -> None:
+            state = TrustState(streak, streak, 0, False, revision=revision)
+            run_on_loop(c, dispatcher._apply(_Effects(trust={"n1": state})))
+
+        verified(3, 3)
+        verified(2, 2)  # committed before the one above, applied after it
+        assert dispatcher.trust["n1"].revision == 3
+        dispatcher.note_trust(
+            "n1", TrustState(0, 3, 0, True, revision=2)
+        )  # older than what is known
+        assert dispatcher.trust["n1"] == TrustState(3, 3, 0, False, revision=3)
+        dispatcher.note_trust("n1", TrustState(3, 3, 0, True, revision=4))
+        verified(
+            4, 4
+        )  # cannot share a revision with the quarantine; if it did, the first one stays
+        assert dispatcher.trust["n1"].quarantined
+        verified(5, 0)
+        assert dispatcher.trust["n1"].revision == 5

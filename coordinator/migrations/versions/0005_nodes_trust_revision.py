@@ -29,5 +29,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("nodes") as batch_op:
+    # In place (SQLite 3.35+ drops a column itself): rebuilding the table would fail its foreign keys as soon
+    # as a lease names a node.
+    with op.batch_alter_table("nodes", recreate="never") as batch_op:
         batch_op.drop_column("trust_revision")
