@@ -264,10 +264,9 @@ class NodeRegistry:
 
     def authenticate(self, credential: str) -> Node:
         """The node that ``credential`` belongs to; Unauthenticated if it is unknown or revoked."""
-        if not credential.startswith(CREDENTIAL_PREFIX + "_"):
-            raise Unauthenticated(NOT_A_NODE_CREDENTIAL)
-        if len(credential) > MAX_CREDENTIAL:
-            raise Unauthenticated(UNKNOWN_CREDENTIAL)
+        malformed = _malformed(credential)
+        if malformed is not None:
+            raise malformed
         with self.db.read() as session:
             rows = _NODE_BY_CREDENTIAL.rows(
                 session.connection(), {"credential_hash": hash_secret(credential)}
@@ -283,10 +282,9 @@ class NodeRegistry:
         answers: dict[str, Node | Unauthenticated] = {}
         by_hash: dict[str, str] = {}
         for credential in credentials:
-            if not credential.startswith(CREDENTIAL_PREFIX + "_"):
-                answers[credential] = Unauthenticated(NOT_A_NODE_CREDENTIAL)
-            elif len(credential) > MAX_CREDENTIAL:
-                answers[credential] = Unauthenticated(UNKNOWN_CREDENTIAL)
+            malformed = _malformed(credential)
+            if malformed is not None:
+                answers[credential] = malformed
             else:
                 by_hash[hash_secret(credential)] = credential
         rows: dict[str, Any] = {}
@@ -418,6 +416,15 @@ class NodeRegistry:
 
 def _plausible_id(node_id: str) -> bool:
     return 0 < len(node_id) <= NODE_ID_LENGTH
+
+
+def _malformed(credential: str) -> Unauthenticated | None:
+    """The refusal of a credential that cannot be a node's, before any read (junk is not even hashed)."""
+    if not credential.startswith(CREDENTIAL_PREFIX + "_"):
+        return Unauthenticated(NOT_A_NODE_CREDENTIAL)
+    if len(credential) > MAX_CREDENTIAL:
+        return Unauthenticated(UNKNOWN_CREDENTIAL)
+    return None
 
 
 def _node_of(row: Any) -> Node | Unauthenticated:

@@ -523,10 +523,7 @@ class Dispatcher:
         in turn (tasks out of attempts fail, which may end their jobs)."""
         now = self.clock()
         for node_id, trust in effects.trust.items():
-            known = self.trust.get(node_id)
-            # Transactions may be applied out of commit order: the higher revision is the newer.
-            if known is None or trust.revision > known.revision:
-                self.trust[node_id] = trust
+            self._remember_trust(node_id, trust)
         for job, tasks, entries in effects.queued_jobs:
             self.jobs[job.job_id] = job
             self._running_jobs.discard(job.job_id)
@@ -564,6 +561,11 @@ class Dispatcher:
         """An administrator changed the node's trust (quarantine, release): it applies to its next poll,
         even one already waiting, unless a verification has written the node's trust since. Call on the
         event loop thread."""
+        self._remember_trust(node_id, trust)
+
+    def _remember_trust(self, node_id: str, trust: verification.TrustState) -> None:
+        """Keep ``trust`` unless a newer one (a higher revision) is known: verifications may be applied out
+        of commit order, and an administrator's change may reach the loop after a later verification."""
         known = self.trust.get(node_id)
         if known is None or trust.revision > known.revision:
             self.trust[node_id] = trust
@@ -1781,9 +1783,8 @@ def effective_trust(
         return row.trusted, row.quarantined
     if written.revision > row.revision:
         return written.trusted, written.quarantined
-    quarantined = (
-        row.quarantined or written.quarantined
-    )  # one write: the same state; the stricter, still
+    # One revision is one write, so both hold the same state; were they to differ, the stricter applies.
+    quarantined = row.quarantined or written.quarantined
     return row.trusted and written.trusted and not quarantined, quarantined
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # A node is trusted after this many consecutive results that agreed with the quorum (BOINC uses ~10).
 TRUST_STREAK = 10
@@ -106,21 +106,16 @@ class TrustState:
 
 
 def after_valid(state: TrustState) -> TrustState:
-    return TrustState(
-        state.valid_streak + 1,
-        state.valid_results + 1,
-        state.invalid_results,
-        state.quarantined,
-        state.revision,
+    return replace(
+        state, valid_streak=state.valid_streak + 1, valid_results=state.valid_results + 1
     )
 
 
 def after_invalid(state: TrustState) -> TrustState:
     invalid = state.invalid_results + 1
-    return TrustState(
-        0,
-        state.valid_results,
-        invalid,
-        state.quarantined or invalid >= QUARANTINE_AFTER,
-        state.revision,
+    return replace(
+        state,
+        valid_streak=0,
+        invalid_results=invalid,
+        quarantined=state.quarantined or invalid >= QUARANTINE_AFTER,
     )
