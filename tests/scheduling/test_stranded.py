@@ -75,7 +75,7 @@ def test_a_busy_third_owner_that_heartbeats_keeps_the_tie_waiting(tmp_path: Path
         db_url=f"sqlite:///{tmp_path / 'c.db'}",
         data_dir=tmp_path,
         replica_wait_s=2,
-        node_ttl_s=2,
+        node_ttl_s=4,
     ) as c:
         dispatcher = c.coordinator.dispatcher
         _, carol_token = c.signup("carol")
@@ -96,7 +96,9 @@ def test_a_busy_third_owner_that_heartbeats_keeps_the_tie_waiting(tmp_path: Path
                 assert job is not None
                 return job.state
 
-        until = time.monotonic() + 8  # four node TTLs, four waits
+        # Without the heartbeats carol would be dropped after a node TTL and the task failed one wait later
+        # (about 6 s). The TTL leaves the heartbeats (every 0.3 s) a wide margin on a loaded machine.
+        until = time.monotonic() + 10
         while time.monotonic() < until:
             run_on_loop(c, dispatcher.heartbeat(carol.node, [], {}, "busy"))
             for worker in workers:
